@@ -1,0 +1,1 @@
+"""Files shipped with Lotkeeper: the demo lot layout and a sample config."""

@@ -1,0 +1,70 @@
+"""Best-fit choice of a spot for a window. Pure: no database.
+
+Order: smallest fitting size first; then spots whose neighbouring live claims
+leave the least unused time around the window (filling holes before opening
+untouched spots); remaining ties in random order, so that kiosks allocating at
+the same moment rarely race for the same spot.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class SpotRow:
+    id: int
+    label: str
+    level: str
+    size: int
+    version: int
+
+
+@dataclass(frozen=True)
+class Interval:
+    starts_at: datetime
+    ends_at: datetime
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        return self.starts_at < end and start < self.ends_at
+
+
+def gap_seconds(claims: Sequence[Interval], start: datetime, end: datetime) -> float | None:
+    """Unused time the window leaves next to its nearest claims on the spot,
+    or None when the spot has no live claim on either side."""
+    before = [c.ends_at for c in claims if c.ends_at <= start]
+    after = [c.starts_at for c in claims if c.starts_at >= end]
+    if not before and not after:
+        return None
+    gap = 0.0
+    if before:
+        gap += (start - max(before)).total_seconds()
+    if after:
+        gap += (min(after) - end).total_seconds()
+    return gap
+
+
+def rank_spots(
+    spots: Iterable[SpotRow],
+    claims: Mapping[int, Sequence[Interval]],
+    car_size: int,
+    start: datetime,
+    end: datetime,
+    rng: random.Random,
+) -> list[SpotRow]:
+    """The spots free for [start, end) that fit `car_size`, best first."""
+    ranked: list[tuple[tuple[int, int, float, float], SpotRow]] = []
+    for spot in spots:
+        if spot.size < car_size:
+            continue
+        spot_claims = claims.get(spot.id, ())
+        if any(c.overlaps(start, end) for c in spot_claims):
+            continue
+        gap = gap_seconds(spot_claims, start, end)
+        key = (spot.size, 0 if gap is not None else 1, gap or 0.0, rng.random())
+        ranked.append((key, spot))
+    ranked.sort(key=lambda item: item[0])
+    return [spot for _, spot in ranked]

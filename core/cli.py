@@ -1,0 +1,284 @@
+"""The `lotkeeper` command. Every failure exits non-zero with one clear line;
+`--debug` shows the traceback instead."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any, TextIO
+
+from core.config import Settings, load_settings
+from core.domain import Availability, Event, Size
+from core.errors import LotkeeperError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from core.site import open_site
+
+    return open_site(_settings(args))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _plain(value: Any) -> Any:
+    """Dataclass fields as JSON-friendly values; sizes by name, not number."""
+    if isinstance(value, Size):
+        return value.label
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _print_json(data: Any, out: TextIO) -> None:
+    out.write(json.dumps(_plain(data), default=_json_default, sort_keys=True) + "\n")
+
+
+def _availability_table(site_name: str, when: str, avail: Availability) -> str:
+    header = ("size", "total", "free", "occupied", "held", "reserved", "out of service")
+    counts = [
+        [s.total, s.free, s.occupied, s.held, s.reserved, s.out_of_service] for s in avail.sizes
+    ]
+    totals = [sum(column) for column in zip(*counts, strict=True)]
+    rows: list[Sequence[object]] = [
+        [s.size.label, *c] for s, c in zip(avail.sizes, counts, strict=True)
+    ]
+    rows.append(["all", *totals])
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = [f"{site_name} — {when}"]
+    for row in [header, *rows]:
+        cells = [str(row[0]).ljust(widths[0])] + [
+            str(v).rjust(w) for v, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells))
+    full = [s.size.label for s in avail.sizes if s.total and not s.can_enter]
+    if avail.total == 0:
+        lines.append("No spots yet: load a layout with `lotkeeper lot load assets/lot.toml`.")
+    elif full:
+        lines.append("Full for: " + ", ".join(full))
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from core import services
+
+    site = _open(args)
+    avail = services.availability(site)
+    if args.json:
+        _print_json(
+            {
+                "site": site.id,
+                "name": site.name,
+                "at": avail.at,
+                "sizes": [asdict(s) for s in avail.sizes],
+            },
+            out,
+        )
+    else:
+        out.write(_availability_table(site.name, site.describe_time(avail.at), avail) + "\n")
+    return 0
+
+
+def _format_event(site: Any, event: Event) -> str:
+    source = f" [{event.source}]" if event.source else ""
+    when = f"{site.local(event.at):%Y-%m-%d %H:%M:%S}"
+    return f"{event.id:>8}  {when}  {event.kind:<15}{source} {event.message}"
+
+
+def cmd_events(args: argparse.Namespace, out: TextIO) -> int:
+    from core import services
+
+    site = _open(args)
+    batch = services.recent_events(site, limit=args.limit)
+    while True:
+        for event in batch.events:
+            if args.json:
+                _print_json(asdict(event), out)
+            else:
+                out.write(_format_event(site, event) + "\n")
+        out.flush()
+        if not args.follow:
+            return 0
+        time.sleep(args.interval)
+        batch = services.events_since(site, batch.cursor)
+
+
+def cmd_lot_load(args: argparse.Namespace, out: TextIO) -> int:
+    from core import services
+
+    site = _open(args)
+    result = services.load_layout_file(site, args.file, source="cli")
+    if not result.changed:
+        out.write(f"Layout already loaded: {result.unchanged} spots, nothing changed.\n")
+    else:
+        out.write(
+            f"Layout loaded: {len(result.added)} added, {len(result.updated)} updated, "
+            f"{len(result.removed)} removed, {result.unchanged} unchanged.\n"
+        )
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace, out: TextIO) -> int:
+    from core.storage import migrate
+    from core.storage.database import Database
+
+    settings = _settings(args)
+    db = Database(settings.database_url)
+    try:
+        before = db.run_connected(migrate.current_revision)
+        db.run_connected(migrate.upgrade)
+        after = db.run_connected(migrate.current_revision)
+    finally:
+        db.dispose()
+    if before == after:
+        out.write(f"Database already at revision {after}.\n")
+    else:
+        out.write(f"Database upgraded from {before or 'empty'} to {after}.\n")
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace, out: TextIO) -> int:
+    from core import services
+
+    key = services.rotate_key(_open(args), source="cli")
+    out.write(f"New tickets are now signed with {key.key_id}; older keys still verify.\n")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace, out: TextIO) -> int:
+    from core import services
+
+    site = _open(args)
+    for key in services.list_keys(site):
+        state = "active" if key.active else ("retired" if key.retired_at else "verifies")
+        out.write(f"{key.key_id:<6} {state:<9} created {site.describe_time(key.created_at)}\n")
+    return 0
+
+
+def cmd_keys_retire(args: argparse.Namespace, out: TextIO) -> int:
+    from core import services
+
+    key = services.retire_key(_open(args), args.key_id, source="cli")
+    out.write(f"{key.key_id} retired: tickets signed with it are no longer accepted.\n")
+    return 0
+
+
+def cmd_enter(args: argparse.Namespace, out: TextIO) -> int:
+    from core import services
+
+    site = _open(args)
+    ticket = services.enter(site, args.size, plate=args.plate, kiosk=args.kiosk)
+    if args.json:
+        _print_json(asdict(ticket), out)
+    else:
+        out.write(
+            f"Ticket {ticket.short_code}: spot {ticket.spot_label} ({ticket.level}), "
+            f"entered {site.describe_time(ticket.entered_at)}, "
+            f"leave by {site.describe_time(ticket.max_stay_until)}\n"
+            f"Code: {ticket.code}\n"
+        )
+    return 0
+
+
+def cmd_exit(args: argparse.Namespace, out: TextIO) -> int:
+    from core import services
+
+    site = _open(args)
+    result = services.exit(site, args.code, kiosk=args.kiosk)
+    out.write(
+        f"Goodbye: ticket {result.ticket_id} left {result.spot_label} after "
+        f"{result.duration_minutes} minutes.\n"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lotkeeper", description="Lotkeeper parking garage: operator commands."
+    )
+    parser.add_argument("--config", help="TOML config file (default: $LOTKEEPER_CONFIG, else none)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable[..., int], help_text: str, under: Any = commands) -> Any:
+        command = under.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(handler=handler)
+        return command
+
+    status = add("status", cmd_status, "show free and taken spots per size")
+    status.add_argument("--json", action="store_true")
+
+    events = add("events", cmd_events, "show the event log (entries, exits, refusals, ...)")
+    events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    events.add_argument("--json", action="store_true", help="one JSON object per line")
+    events.add_argument("--limit", type=int, default=50, help="how many recent events first")
+    events.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
+
+    lot = commands.add_parser("lot", help="lot layout").add_subparsers(dest="lot", required=True)
+    load = add("load", cmd_lot_load, "load or update the lot layout from a TOML file", lot)
+    load.add_argument("file")
+
+    db = commands.add_parser("db", help="database").add_subparsers(dest="db", required=True)
+    add("upgrade", cmd_db_upgrade, "create or migrate the database schema", db)
+
+    keys = commands.add_parser("keys", help="ticket signing keys").add_subparsers(
+        dest="keys", required=True
+    )
+    add("rotate", cmd_keys_rotate, "sign new tickets with a fresh key", keys)
+    add("list", cmd_keys_list, "list signing keys", keys)
+    retire = add("retire", cmd_keys_retire, "stop accepting tickets signed with a key", keys)
+    retire.add_argument("key_id")
+
+    enter = add("enter", cmd_enter, "admit a walk-in and print its ticket (operator use)")
+    enter.add_argument("--size", default="medium", help="small, medium or large")
+    enter.add_argument("--plate")
+    enter.add_argument("--kiosk", default="cli")
+    enter.add_argument("--json", action="store_true")
+
+    leave = add("exit", cmd_exit, "let a car out with its ticket code (operator use)")
+    leave.add_argument("code", help="full code from the QR, or the short code")
+    leave.add_argument("--kiosk", default="cli")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args, out)
+        return code
+    except LotkeeperError as error:
+        if args.debug:
+            raise
+        print(f"lotkeeper: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # one clear line for anything unexpected
+        if args.debug:
+            raise
+        print(
+            f"lotkeeper: unexpected {type(error).__name__}: {error} (run with --debug for details)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,199 @@
+"""The one settings model. A TOML file (``--config`` or ``LOTKEEPER_CONFIG``)
+gives values; every key can be overridden by ``LOTKEEPER_<SECTION>__<KEY>``.
+With no file and no variables, Lotkeeper runs on the embedded default: a SQLite
+file in the user data dir, migrated and seeded with the demo lot on first start.
+
+This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from core.errors import ConfigError
+
+CONFIG_ENV = "LOTKEEPER_CONFIG"
+
+
+def asset_path(name: str) -> Path:
+    """Path of a file shipped in `assets/` (works from a checkout and an install)."""
+    import assets
+
+    return Path(next(iter(assets.__path__))) / name
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteSettings(_Section):
+    id: str = Field(default="demo", min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    """Key of this site in every table; many sites may share one database."""
+    name: str = "Lotkeeper demo garage"
+    timezone: str = "UTC"
+    """IANA zone for times shown to people (printed tickets, reports)."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
+        return value
+
+
+class DatabaseSettings(_Section):
+    url: str | None = None
+    """SQLAlchemy URL; unset means the embedded SQLite file in the data dir.
+    Production: ``mysql+pymysql://user:password@host/lotkeeper``."""
+    auto_migrate: bool | None = None
+    """Run migrations at start; unset means yes for the embedded default only."""
+    busy_timeout_seconds: float = Field(default=10.0, gt=0)
+    """SQLite: how long a writer waits for another process's write lock."""
+    lock_wait_timeout_seconds: int = Field(default=10, ge=1, le=3600)
+    """MariaDB/MySQL: innodb_lock_wait_timeout for Lotkeeper's sessions."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith(("sqlite", "mysql", "mariadb")):
+            raise ValueError("must be a sqlite:// or mysql+pymysql:// URL")
+        return value
+
+
+class LotSettings(_Section):
+    max_stay_minutes: int = Field(default=24 * 60, ge=15, le=31 * 24 * 60)
+    """A walk-in's claim covers [entry, entry + max stay)."""
+    seed_layout: Path | None = None
+    """Layout loaded into an empty site at start; unset means the demo lot
+    (assets/lot.toml) for the embedded default and nothing otherwise."""
+
+
+class TicketSettings(_Section):
+    secret: SecretStr | None = None
+    """Master secret the ticket signing keys are derived from. Every kiosk of a
+    site needs the same one. Unset: read (or create) `secret_file`."""
+    secret_file: Path | None = None
+    """Unset means ``<data_dir>/ticket-secret``."""
+
+    @field_validator("secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+
+class PathSettings(_Section):
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("lotkeeper")))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LOTKEEPER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    site: SiteSettings = SiteSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    lot: LotSettings = LotSettings()
+    tickets: TicketSettings = TicketSettings()
+    paths: PathSettings = PathSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init values; the environment overrides them.
+        return (env_settings, init_settings)
+
+    @property
+    def embedded(self) -> bool:
+        """True when running on the embedded default database."""
+        return self.database.url is None
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url is not None:
+            return self.database.url
+        return f"sqlite:///{self.paths.data_dir / 'lotkeeper.sqlite3'}"
+
+    @property
+    def auto_migrate(self) -> bool:
+        if self.database.auto_migrate is not None:
+            return self.database.auto_migrate
+        return self.embedded
+
+    @property
+    def seed_layout(self) -> Path | None:
+        if self.lot.seed_layout is not None:
+            return self.lot.seed_layout
+        return asset_path("lot.toml") if self.embedded else None
+
+    @property
+    def ticket_secret_file(self) -> Path:
+        return self.tickets.secret_file or self.paths.data_dir / "ticket-secret"
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    parts = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        env_name = "LOTKEEPER_" + "__".join(str(p) for p in item["loc"]).upper()
+        if env_name in os.environ:
+            key = f"{key} (from {env_name})"
+        parts.append(f"{key}: {message}")
+    return f"bad configuration in {source}: " + "; ".join(parts)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from a TOML file (explicit, else ``LOTKEEPER_CONFIG``,
+    else none), the environment and `overrides` (sections as dicts, for tests).
+
+    Raises `ConfigError` with one line naming the key and the problem.
+    """
+    path = config_file if config_file is not None else os.environ.get(CONFIG_ENV) or None
+    values: dict[str, Any] = {}
+    source = "the environment"
+    if path is not None:
+        path = Path(path).expanduser()
+        source = str(path)
+        try:
+            with path.open("rb") as handle:
+                values = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for section, section_values in overrides.items():
+        merged = dict(values.get(section, {}))
+        merged.update(section_values)
+        values[section] = merged
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None

@@ -1,0 +1,186 @@
+"""Plain values that services accept and return. No database, no screens."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from core.errors import InvalidInput
+
+
+class Size(enum.IntEnum):
+    """Spot and car sizes, ordered: a car fits a spot of its size or larger."""
+
+    SMALL = 1
+    MEDIUM = 2
+    LARGE = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, value: Size | str | int) -> Size:
+        if isinstance(value, Size):
+            return value
+        if isinstance(value, int):
+            try:
+                return cls(value)
+            except ValueError:
+                pass
+        elif isinstance(value, str):
+            try:
+                return cls[value.strip().upper()]
+            except KeyError:
+                pass
+        raise InvalidInput(f"Unknown car size {value!r}: choose small, medium or large.")
+
+    def fits_in(self, spot_size: Size) -> bool:
+        return spot_size >= self
+
+
+class ClaimKind(enum.StrEnum):
+    HOLD = "hold"
+    RESERVATION = "reservation"
+    STAY = "stay"
+
+
+class SpotStatus(enum.StrEnum):
+    FREE = "free"
+    HELD = "held"
+    RESERVED = "reserved"
+    OCCUPIED = "occupied"
+    OUT_OF_SERVICE = "out_of_service"
+
+
+class EventKind(enum.StrEnum):
+    ENTRY = "entry"
+    EXIT = "exit"
+    REFUSED_FULL = "refused_full"
+    INVALID_TICKET = "invalid_ticket"
+    LOT_LOADED = "lot_loaded"
+    KEY_ROTATED = "key_rotated"
+    KEY_RETIRED = "key_retired"
+
+
+_PLATE_RE = re.compile(r"^[A-Z0-9][A-Z0-9 -]{0,14}$")
+
+
+def normalize_plate(plate: str | None) -> str | None:
+    """Upper-case, trim and validate a licence plate; `None` or blank means no plate."""
+    if plate is None:
+        return None
+    cleaned = " ".join(plate.upper().split())
+    if not cleaned:
+        return None
+    if not _PLATE_RE.match(cleaned):
+        raise InvalidInput("A licence plate has 1 to 15 letters, digits, spaces or dashes.")
+    return cleaned
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What a driver gets at entry: printed as QR (code) and text (short_code)."""
+
+    id: int
+    code: str
+    short_code: str
+    spot_label: str
+    level: str
+    size: Size
+    spot_size: Size
+    plate: str | None
+    entered_at: datetime
+    max_stay_until: datetime
+
+
+@dataclass(frozen=True)
+class ExitResult:
+    ticket_id: int
+    spot_label: str
+    level: str
+    entered_at: datetime
+    exited_at: datetime
+
+    @property
+    def duration_minutes(self) -> int:
+        return int((self.exited_at - self.entered_at).total_seconds() // 60)
+
+
+@dataclass(frozen=True)
+class SizeAvailability:
+    """Counts for the spots of one size. free + occupied + held + reserved +
+    out_of_service == total. `free_fitting` counts free spots this size of car
+    may use (its own size and larger)."""
+
+    size: Size
+    total: int
+    free: int
+    occupied: int
+    held: int
+    reserved: int
+    out_of_service: int
+    free_fitting: int
+
+    @property
+    def can_enter(self) -> bool:
+        return self.free_fitting > 0
+
+
+@dataclass(frozen=True)
+class Availability:
+    at: datetime
+    sizes: tuple[SizeAvailability, ...]
+
+    def for_size(self, size: Size | str) -> SizeAvailability:
+        wanted = Size.parse(size)
+        return next(s for s in self.sizes if s.size == wanted)
+
+    @property
+    def total(self) -> int:
+        return sum(s.total for s in self.sizes)
+
+    @property
+    def free(self) -> int:
+        return sum(s.free for s in self.sizes)
+
+
+@dataclass(frozen=True)
+class SpotState:
+    spot_id: int
+    label: str
+    level: str
+    size: Size
+    accessible: bool
+    ev: bool
+    status: SpotStatus
+    ticket_id: int | None = None
+    plate: str | None = None
+    since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    at: datetime
+    kind: str
+    message: str
+    source: str
+    spot_label: str | None = None
+    ticket_id: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LayoutResult:
+    added: tuple[str, ...]
+    updated: tuple[str, ...]
+    removed: tuple[str, ...]
+    unchanged: int
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)

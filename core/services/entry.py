@@ -1,0 +1,204 @@
+"""Walk-in entry and exit."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.allocation import rank_spots
+from core.domain import ClaimKind, EventKind, ExitResult, Size, Ticket, normalize_plate
+from core.errors import (
+    LotFull,
+    TicketAlreadyUsed,
+    TicketError,
+    TicketKeyUnknown,
+    TicketSignatureInvalid,
+    TicketUnknown,
+)
+from core.services.claims import add_claim, live_intervals, take_spot, usable_spots
+from core.services.events import record_event
+from core.site import Site
+from core.storage.database import Conflict, rows_touched
+from core.storage.models import Claim, Spot, Stay
+from core.ticket_codes import ShortCode, SignedCode, parse_code
+
+# Spots tried per pass before re-reading the lot; losing a race for one spot
+# means another kiosk just took it, and the next best is usually still free.
+TRIES_PER_PASS = 6
+
+
+def _source(kiosk: str) -> str:
+    return kiosk.strip()[:64]
+
+
+def enter(site: Site, size: Size | str, plate: str | None = None, kiosk: str = "") -> Ticket:
+    """Admit a walk-in: claim the best-fitting spot for [now, now + max stay)
+    and issue a signed ticket. Raises `LotFull` (recorded as an event) when no
+    fitting spot is free for the whole window, `InvalidInput` for a bad size
+    or plate."""
+    car = Size.parse(size)
+    plate = normalize_plate(plate)
+    source = _source(kiosk)
+    keyring = site.keyring()
+
+    def work(session: Session) -> Ticket | LotFull:
+        now = site.clock.now()
+        until = now + site.max_stay
+        spots = usable_spots(session, site.id, car)
+        ranked = rank_spots(spots, live_intervals(session, site.id, now), car, now, until, site.rng)
+        if not ranked:
+            refusal = LotFull(car.label)
+            record_event(
+                session,
+                site.id,
+                now,
+                EventKind.REFUSED_FULL,
+                f"Entry refused: full for a {car.label} car",
+                source=source,
+                data={"size": car.label, "plate": plate},
+            )
+            return refusal
+        spot = next(
+            (s for s in ranked[:TRIES_PER_PASS] if take_spot(session, s.id, s.version)), None
+        )
+        if spot is None:
+            raise Conflict("every candidate spot was taken meanwhile")
+        claim_id = add_claim(session, site.id, spot.id, ClaimKind.STAY, now, until, now)
+        stay = Stay(
+            site_id=site.id,
+            claim_id=claim_id,
+            spot_id=spot.id,
+            car_size=int(car),
+            plate=plate,
+            key_id=keyring.active_id,
+            entered_at=now,
+            max_stay_until=until,
+            entry_kiosk=source,
+        )
+        session.add(stay)
+        session.flush()
+        code = keyring.sign(stay.id, int(now.timestamp()))
+        short = keyring.short_code(keyring.active_id, stay.id)
+        record_event(
+            session,
+            site.id,
+            now,
+            EventKind.ENTRY,
+            f"Entry: {car.label} car{f' {plate}' if plate else ''} to {spot.label}",
+            source=source,
+            spot_id=spot.id,
+            spot_label=spot.label,
+            stay_id=stay.id,
+            data={"size": car.label, "spot_size": Size(spot.size).label, "plate": plate},
+        )
+        return Ticket(
+            id=stay.id,
+            code=code.text,
+            short_code=short.text,
+            spot_label=spot.label,
+            level=spot.level,
+            size=car,
+            spot_size=Size(spot.size),
+            plate=plate,
+            entered_at=now,
+            max_stay_until=until,
+        )
+
+    result = site.db.write(work)
+    if isinstance(result, LotFull):
+        raise result
+    return result
+
+
+def _record_rejection(site: Site, raw: str, error: TicketError, source: str) -> None:
+    shown = "".join(raw.split())[:48]
+    site.db.write(
+        lambda session: record_event(
+            session,
+            site.id,
+            site.clock.now(),
+            EventKind.INVALID_TICKET,
+            f"Ticket refused ({error.reason}): {shown or '(empty)'}",
+            source=source,
+            data={"reason": error.reason, "code": shown},
+        )
+    )
+
+
+def _verify_signature(site: Site, code: SignedCode) -> None:
+    try:
+        site.keyring().verify(code)
+    except TicketKeyUnknown:
+        # Maybe another process rotated keys a moment ago.
+        site.keyring(refresh=True).verify(code)
+
+
+def exit(site: Site, code: str, kiosk: str = "") -> ExitResult:
+    """Let a car out with its ticket (full code or short code): the stay ends,
+    its claim is cut to now and the spot is free. A ticket exits once, even
+    when two lanes scan it at the same moment. Raises a `TicketError`
+    subclass (recorded as an event for the attendant) when the code is
+    malformed, forged, altered, signed with an unknown key, or already used."""
+    source = _source(kiosk)
+    try:
+        parsed = parse_code(code)
+        if isinstance(parsed, SignedCode):
+            _verify_signature(site, parsed)
+    except TicketError as error:
+        _record_rejection(site, code, error, source)
+        raise
+    keyring = site.keyring()
+
+    def work(session: Session) -> ExitResult | TicketError:
+        now = site.clock.now()
+        row = session.execute(
+            select(Stay, Spot.label, Spot.level)
+            .join(Spot, Spot.id == Stay.spot_id)
+            .where(Stay.id == parsed.ticket_id, Stay.site_id == site.id)
+        ).one_or_none()
+        if row is None:
+            return TicketUnknown()
+        stay, label, level = row
+        if isinstance(parsed, ShortCode):
+            try:
+                keyring.verify_short(stay.key_id, parsed)
+            except TicketError as error:
+                return error
+        elif parsed.key_id != stay.key_id or parsed.issued_at != int(stay.entered_at.timestamp()):
+            return TicketSignatureInvalid()
+        ended = session.execute(
+            update(Stay)
+            .where(Stay.id == stay.id, Stay.exited_at.is_(None))
+            .values(exited_at=now, exit_kiosk=source)
+            .execution_options(synchronize_session=False)
+        )
+        if rows_touched(ended) != 1:
+            exited_at = session.scalar(select(Stay.exited_at).where(Stay.id == stay.id))
+            return TicketAlreadyUsed(
+                site.describe_time(exited_at) if exited_at else "an earlier time"
+            )
+        session.execute(
+            update(Claim)
+            .where(Claim.id == stay.claim_id, Claim.ends_at > now)
+            .values(ends_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        record_event(
+            session,
+            site.id,
+            now,
+            EventKind.EXIT,
+            f"Exit: ticket {stay.id} from {label}",
+            source=source,
+            spot_id=stay.spot_id,
+            spot_label=label,
+            stay_id=stay.id,
+            data={"minutes": int((now - stay.entered_at).total_seconds() // 60)},
+        )
+        return ExitResult(stay.id, label, level, stay.entered_at, now)
+
+    result = site.db.write(work)
+    if isinstance(result, TicketError):
+        _record_rejection(site, code, result, source)
+        raise result
+    return result

@@ -1,0 +1,176 @@
+"""A `Site` is everything a service needs: settings, database, clock, key ring.
+
+`open_site()` is the one way in: it creates the database on the embedded
+default, migrates it when allowed, loads the seed layout into an empty site and
+makes sure a ticket signing key exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.clock import Clock, SystemClock
+from core.config import Settings, load_settings
+from core.errors import ConfigError
+from core.storage import migrate
+from core.storage.database import Database
+from core.storage.models import SigningKey, Spot
+from core.ticket_codes import KeyRing
+
+KEYRING_TTL_SECONDS = 30.0
+
+
+def _read_or_create_secret(path: Path) -> bytes:
+    """The master secret for ticket keys; created once, readable only by us."""
+    try:
+        secret = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_urlsafe(48) + "\n")
+        try:
+            # link() fails if another process created the file first: theirs wins.
+            os.link(temp, path)
+        except FileExistsError:
+            pass
+        finally:
+            temp.unlink()
+        secret = path.read_text(encoding="ascii").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the ticket secret file {path}: {exc.strerror}") from None
+    if len(secret) < 32:
+        raise ConfigError(f"the ticket secret in {path} is shorter than 32 characters")
+    return secret.encode()
+
+
+@dataclass
+class Site:
+    settings: Settings
+    db: Database
+    clock: Clock
+    rng: random.Random
+    master_secret: bytes = field(repr=False)
+    _keyring: KeyRing | None = field(default=None, repr=False)
+    _keyring_loaded: float = field(default=0.0, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.settings.site.id
+
+    @property
+    def name(self) -> str:
+        return self.settings.site.name
+
+    @property
+    def max_stay(self) -> timedelta:
+        return timedelta(minutes=self.settings.lot.max_stay_minutes)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.settings.site.timezone)
+
+    def local(self, when: datetime) -> datetime:
+        return when.astimezone(self.zone)
+
+    def describe_time(self, when: datetime) -> str:
+        """A time as a driver reads it: site-local, e.g. '14:05 on 22 Nov'."""
+        return self.local(when).strftime("%H:%M on %d %b")
+
+    def keyring(self, refresh: bool = False) -> KeyRing:
+        """The site's signing keys, cached for a short while so a rotation made
+        by another process is picked up within `KEYRING_TTL_SECONDS`."""
+        stale = time.monotonic() - self._keyring_loaded > KEYRING_TTL_SECONDS
+        if self._keyring is None or refresh or stale:
+            rows = self.db.read(
+                lambda s: [
+                    (k.key_id, k.salt, k.active)
+                    for k in s.scalars(
+                        select(SigningKey).where(
+                            SigningKey.site_id == self.id, SigningKey.retired_at.is_(None)
+                        )
+                    )
+                ]
+            )
+            self._keyring = KeyRing.build(self.master_secret, self.id, rows)
+            self._keyring_loaded = time.monotonic()
+        return self._keyring
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def ensure_signing_key(site: Site) -> None:
+    """Give the site its first signing key (K1) if it has none."""
+
+    def work(session: Session) -> None:
+        active = session.scalar(
+            select(func.count()).where(SigningKey.site_id == site.id, SigningKey.active)
+        )
+        if not active:
+            session.add(
+                SigningKey(
+                    site_id=site.id,
+                    key_id="K1",
+                    salt=secrets.token_hex(16),
+                    active=True,
+                    created_at=site.clock.now(),
+                )
+            )
+
+    with contextlib.suppress(IntegrityError):  # another process made it just now
+        site.db.write(work)
+
+
+def open_site(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+) -> Site:
+    """Open the site described by `settings` (default: config file and
+    environment). Raises `ConfigError`, `DatabaseUnavailable` or
+    `SchemaOutOfDate` with a message an operator can act on."""
+    settings = settings or load_settings()
+    secret = (
+        settings.tickets.secret.get_secret_value().encode()
+        if settings.tickets.secret is not None
+        else _read_or_create_secret(settings.ticket_secret_file)
+    )
+    db = Database(
+        settings.database_url,
+        busy_timeout_seconds=settings.database.busy_timeout_seconds,
+        lock_wait_timeout_seconds=settings.database.lock_wait_timeout_seconds,
+    )
+    site = Site(settings, db, clock or SystemClock(), rng or random.Random(), secret)
+    try:
+        if settings.auto_migrate:
+            db.run_connected(migrate.upgrade)
+        db.run_connected(migrate.require_current)
+        ensure_signing_key(site)
+        seed = settings.seed_layout
+        if seed is not None:
+            from core.services.layout import load_layout_file
+
+            empty = db.read(
+                lambda s: not s.scalar(select(func.count()).where(Spot.site_id == site.id))
+            )
+            if empty:
+                load_layout_file(site, seed, source="first start")
+    except BaseException:
+        db.dispose()
+        raise
+    return site

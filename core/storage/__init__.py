@@ -1,0 +1,1 @@
+"""Persistence: ORM models, engines, transactions and migrations."""

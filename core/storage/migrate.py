@@ -1,0 +1,62 @@
+"""Alembic, driven from code: `lotkeeper db upgrade` and first-start migration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, text
+
+from core.errors import SchemaOutOfDate
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None, "no migrations found"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision`. Safe when several processes start at
+    once: SQLite serialises them with BEGIN IMMEDIATE, MySQL with GET_LOCK."""
+    with engine.connect() as connection:
+        is_mysql = connection.dialect.name in ("mysql", "mariadb")
+        if is_mysql:
+            connection.execute(text("SELECT GET_LOCK('lotkeeper_migrate', 120)"))
+            connection.commit()
+        try:
+            command.upgrade(_config(connection), revision)
+            connection.commit()
+        finally:
+            if is_mysql:
+                connection.execute(text("SELECT RELEASE_LOCK('lotkeeper_migrate')"))
+                connection.commit()
+
+
+def require_current(engine: Engine) -> None:
+    """Raise `SchemaOutOfDate` unless the database is at the newest revision."""
+    current = current_revision(engine)
+    head = head_revision()
+    if current != head:
+        state = "has no Lotkeeper tables" if current is None else f"is at revision {current}"
+        raise SchemaOutOfDate(
+            f"The database {state}; this Lotkeeper needs {head}. Run `lotkeeper db upgrade`."
+        )

@@ -1,0 +1,138 @@
+"""Signed ticket codes.
+
+Full code (the QR holds it; QR alphanumeric mode keeps it small)::
+
+    LK1.<key id>.<ticket id>.<issued, unix seconds>.<tag>
+
+The tag is HMAC-SHA256 over the version, site, key id, ticket id and issue
+time, truncated to 160 bits and written in base32. The printed short code,
+``<ticket id>-<6 check characters>``, is what a driver types when the QR will
+not scan; its check is an HMAC too, verified against the stored ticket.
+
+Keys live in a key ring: the signing key is derived from the site's master
+secret (config) and a per-key salt (database), so rotating adds a key that
+every kiosk picks up while tickets signed with older keys keep verifying until
+that key is retired. The signature only proves who issued a code; whether it
+may still be used is decided by the database (a ticket exits once).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from core.errors import MalformedTicket, TicketKeyUnknown, TicketSignatureInvalid
+
+VERSION = "LK1"
+TAG_BYTES = 20
+SHORT_CHECK_CHARS = 6
+
+_FULL = re.compile(r"^LK1\.([A-Z0-9]{1,8})\.(\d{1,18})\.(\d{1,12})\.([A-Z2-7]{32})$")
+_SHORT = re.compile(r"^T?(\d{1,18})-?([A-Z2-7]{6})$")
+# Characters people type for base32 letters they misread on paper.
+_TYPO = str.maketrans({"0": "O", "1": "I", "8": "B"})
+
+
+def _b32(data: bytes) -> str:
+    return base64.b32encode(data).decode("ascii").rstrip("=")
+
+
+@dataclass(frozen=True)
+class SignedCode:
+    key_id: str
+    ticket_id: int
+    issued_at: int
+    tag: str
+
+    @property
+    def text(self) -> str:
+        return f"{VERSION}.{self.key_id}.{self.ticket_id}.{self.issued_at}.{self.tag}"
+
+
+@dataclass(frozen=True)
+class ShortCode:
+    ticket_id: int
+    check: str
+
+    @property
+    def text(self) -> str:
+        return f"{self.ticket_id}-{self.check}"
+
+
+def parse_code(raw: str) -> SignedCode | ShortCode:
+    """Read a scanned or typed code. Raises `MalformedTicket`."""
+    text = "".join(raw.split()).upper()
+    if len(text) > 120:
+        raise MalformedTicket()
+    match = _FULL.match(text)
+    if match:
+        key_id, ticket_id, issued, tag = match.groups()
+        return SignedCode(key_id, int(ticket_id), int(issued), tag)
+    if "-" in text:
+        number, _, check = text.partition("-")
+        text = f"{number}-{check.translate(_TYPO)}"
+    match = _SHORT.match(text)
+    if match:
+        return ShortCode(int(match.group(1)), match.group(2))
+    raise MalformedTicket()
+
+
+def derive_key(master_secret: bytes, site_id: str, key_id: str, salt: str) -> bytes:
+    info = f"lotkeeper/ticket-key/v1|{site_id}|{key_id}|{salt}".encode()
+    return hmac.new(master_secret, info, hashlib.sha256).digest()
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """The usable keys of one site; `active_id` signs new tickets."""
+
+    site_id: str
+    keys: dict[str, bytes]
+    active_id: str
+
+    @classmethod
+    def build(
+        cls, master_secret: bytes, site_id: str, rows: Iterable[tuple[str, str, bool]]
+    ) -> KeyRing:
+        """`rows` are (key id, salt, active) for every key not retired."""
+        keys: dict[str, bytes] = {}
+        active = None
+        for key_id, salt, is_active in rows:
+            keys[key_id] = derive_key(master_secret, site_id, key_id, salt)
+            if is_active:
+                active = key_id
+        if active is None:
+            raise ValueError(f"site {site_id!r} has no active signing key")
+        return cls(site_id, keys, active)
+
+    def _tag(self, key_id: str, ticket_id: int, issued_at: int) -> str:
+        message = f"{VERSION}|{self.site_id}|{key_id}|{ticket_id}|{issued_at}".encode()
+        return _b32(hmac.new(self.keys[key_id], message, hashlib.sha256).digest()[:TAG_BYTES])
+
+    def sign(self, ticket_id: int, issued_at: int) -> SignedCode:
+        tag = self._tag(self.active_id, ticket_id, issued_at)
+        return SignedCode(self.active_id, ticket_id, issued_at, tag)
+
+    def verify(self, code: SignedCode) -> None:
+        """Raise `TicketKeyUnknown` or `TicketSignatureInvalid` unless genuine."""
+        if code.key_id not in self.keys:
+            raise TicketKeyUnknown(code.key_id)
+        expected = self._tag(code.key_id, code.ticket_id, code.issued_at)
+        if not hmac.compare_digest(expected, code.tag):
+            raise TicketSignatureInvalid()
+
+    def short_code(self, key_id: str, ticket_id: int) -> ShortCode:
+        if key_id not in self.keys:
+            raise TicketKeyUnknown(key_id)
+        message = f"{VERSION}|short|{self.site_id}|{ticket_id}".encode()
+        digest = hmac.new(self.keys[key_id], message, hashlib.sha256).digest()
+        return ShortCode(ticket_id, _b32(digest)[:SHORT_CHECK_CHARS])
+
+    def verify_short(self, key_id: str, code: ShortCode) -> None:
+        expected = self.short_code(key_id, code.ticket_id).check
+        if not hmac.compare_digest(expected, code.check):
+            raise TicketSignatureInvalid()
