@@ -1,0 +1,133 @@
+"""Shared fixtures: every database test runs on SQLite and on MariaDB.
+
+MariaDB comes from LOTKEEPER_TEST_MYSQL_URL (`.ci/run` sets it and fails if
+MariaDB is down); each test gets a database of its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from core.clock import FixedClock
+from core.config import Settings, load_settings
+from core.layout import LotLayout, parse_layout
+from core.services import load_layout
+from core.site import Site, open_site
+
+MYSQL_URL_ENV = "LOTKEEPER_TEST_MYSQL_URL"
+SECRET = "test-secret-" + "x" * 40
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings must come from the test, not from the machine running it."""
+    for name in list(os.environ):
+        if name.startswith("LOTKEEPER_") and name != MYSQL_URL_ENV:
+            monkeypatch.delenv(name)
+
+
+def mysql_server_url() -> str | None:
+    return os.environ.get(MYSQL_URL_ENV) or None
+
+
+def create_mysql_database() -> str:
+    """A fresh, empty database on the test server; returns its URL."""
+    server = mysql_server_url()
+    assert server is not None
+    name = f"lk_test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(server)
+    with engine.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    engine.dispose()
+    return make_url(server).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_mysql_database(url: str) -> None:
+    server = mysql_server_url()
+    assert server is not None
+    name = make_url(url).database
+    engine = create_engine(server)
+    with engine.connect() as connection:
+        connection.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mysql", marks=pytest.mark.mysql)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file, or a new MariaDB database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'lotkeeper.sqlite3'}"
+        return
+    if mysql_server_url() is None:
+        pytest.skip(f"{MYSQL_URL_ENV} is not set (.ci/run sets it)")
+    url = create_mysql_database()
+    try:
+        yield url
+    finally:
+        drop_mysql_database(url)
+
+
+def make_layout(small: int = 0, medium: int = 0, large: int = 0, levels: int = 1) -> LotLayout:
+    """A layout with the given spot counts per size, split over `levels`."""
+    data: dict[str, Any] = {"name": "Test lot", "levels": []}
+    for level in range(1, levels + 1):
+        rows = []
+        for letter, size, count in (("S", "small", small), ("M", "medium", medium), ("L", "large", large)):
+            share = count // levels + (1 if level <= count % levels else 0)
+            if share:
+                rows.append({"prefix": f"{level}{letter}", "count": share, "size": size})
+        data["levels"].append({"name": f"Level {level}", "rows": rows})
+    return parse_layout(data, "test layout")
+
+
+def settings_for(url: str, data_dir: Path, **lot: Any) -> Settings:
+    return load_settings(
+        database={"url": url, "auto_migrate": True},
+        paths={"data_dir": str(data_dir)},
+        tickets={"secret": SECRET},
+        lot=lot,
+    )
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+SiteFactory = Callable[..., Site]
+
+
+@pytest.fixture
+def make_site(db_url: str, tmp_path: Path, clock: FixedClock) -> Iterator[SiteFactory]:
+    """Open sites on the test database; `layout` is loaded when given."""
+    opened: list[Site] = []
+
+    def factory(layout: LotLayout | None = None, site_id: str = "demo", **lot: Any) -> Site:
+        settings = settings_for(db_url, tmp_path, **lot)
+        settings = settings.model_copy(
+            update={"site": settings.site.model_copy(update={"id": site_id})}
+        )
+        site = open_site(settings, clock=clock, rng=random.Random(7))
+        opened.append(site)
+        if layout is not None:
+            load_layout(site, layout, source="test")
+        return site
+
+    yield factory
+    for site in opened:
+        site.close()
+
+
+@pytest.fixture
+def site(make_site: SiteFactory) -> Site:
+    """A small lot: 2 small, 3 medium, 1 large spots."""
+    return make_site(make_layout(small=2, medium=3, large=1))
