@@ -81,7 +81,11 @@ def make_layout(small: int = 0, medium: int = 0, large: int = 0, levels: int = 1
     data: dict[str, Any] = {"name": "Test lot", "levels": []}
     for level in range(1, levels + 1):
         rows = []
-        for letter, size, count in (("S", "small", small), ("M", "medium", medium), ("L", "large", large)):
+        for letter, size, count in (
+            ("S", "small", small),
+            ("M", "medium", medium),
+            ("L", "large", large),
+        ):
             share = count // levels + (1 if level <= count % levels else 0)
             if share:
                 rows.append({"prefix": f"{level}{letter}", "count": share, "size": size})

@@ -17,11 +17,15 @@ def overlapping_claims(site: Site) -> list[tuple[int, int]]:
     def live(c: type[Claim]) -> object:
         return (c.cancelled_at.is_(None)) & ((c.expires_at.is_(None)) | (c.expires_at > now))
 
-    query = select(a.id, b.id).join(
-        b,
-        (a.spot_id == b.spot_id)
-        & (a.id < b.id)
-        & (a.starts_at < b.ends_at)
-        & (b.starts_at < a.ends_at),
-    ).where(a.site_id == site.id, live(a), live(b))  # type: ignore[arg-type]
+    query = (
+        select(a.id, b.id)
+        .join(
+            b,
+            (a.spot_id == b.spot_id)
+            & (a.id < b.id)
+            & (a.starts_at < b.ends_at)
+            & (b.starts_at < a.ends_at),
+        )
+        .where(a.site_id == site.id, live(a), live(b))
+    )  # type: ignore[arg-type]
     return [tuple(row) for row in site.db.read(lambda s: s.execute(query).all())]  # type: ignore[misc]

@@ -6,12 +6,12 @@ from datetime import timedelta
 
 import pytest
 from conftest import SiteFactory, make_layout
+from test_entry import claim_directly
 
 from core import services as lk
 from core.domain import ClaimKind, Size, SpotStatus
 from core.errors import LotFull
 from core.site import Site
-from test_entry import claim_directly
 
 
 def test_availability_per_size(site: Site) -> None:
@@ -34,7 +34,10 @@ def test_counts_always_add_up(make_site: SiteFactory) -> None:
     small = lk.availability(site).for_size("small")
     assert (small.free, small.occupied, small.held) == (0, 1, 1)
     for size in lk.availability(site).sizes:
-        assert size.free + size.occupied + size.held + size.reserved + size.out_of_service == size.total
+        assert (
+            size.free + size.occupied + size.held + size.reserved + size.out_of_service
+            == size.total
+        )
 
 
 def test_free_fitting_matches_entry(make_site: SiteFactory) -> None:

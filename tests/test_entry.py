@@ -13,7 +13,7 @@ from core import services as lk
 from core.clock import FixedClock
 from core.domain import ClaimKind, Size
 from core.errors import InvalidInput, LotFull
-from core.services.claims import add_claim, take_spot, usable_spots
+from core.services.claims import add_claim, free_spots, take_spot
 from core.site import Site
 from core.storage.models import Claim, Stay
 
@@ -88,11 +88,20 @@ def claim_directly(
     now = site.clock.now()
 
     def work(session):  # type: ignore[no-untyped-def]
-        spot = min(usable_spots(session, site.id, Size.SMALL), key=lambda s: (s.size, s.id))
+        free = free_spots(
+            session, site.id, Size.SMALL, now + start, now + start + timedelta(hours=hours), now
+        )
+        spot = min(free, key=lambda s: (s.size, s.id))
         assert take_spot(session, spot.id, spot.version)
         add_claim(
-            session, site.id, spot.id, kind, now + start, now + start + timedelta(hours=hours),
-            now, expires_at=None if expires is None else now + expires,
+            session,
+            site.id,
+            spot.id,
+            kind,
+            now + start,
+            now + start + timedelta(hours=hours),
+            now,
+            expires_at=None if expires is None else now + expires,
         )
 
     site.db.write(work)
@@ -117,7 +126,9 @@ def test_reservation_inside_the_walk_in_window_blocks_the_spot(
     assert lk.availability(site).for_size("small").reserved == 1
 
 
-def test_expired_hold_is_free_without_any_sweeper(make_site: SiteFactory, clock: FixedClock) -> None:
+def test_expired_hold_is_free_without_any_sweeper(
+    make_site: SiteFactory, clock: FixedClock
+) -> None:
     site = make_site(make_layout(small=1))
     claim_directly(site, ClaimKind.HOLD, timedelta(hours=1), 2, expires=timedelta(minutes=5))
     with pytest.raises(LotFull):

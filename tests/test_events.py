@@ -21,8 +21,13 @@ def write_event(site: Site, event_id: int, site_id: str | None = None) -> None:
     site.db.write(
         lambda s: s.execute(
             insert(EventRow).values(
-                id=event_id, site_id=site_id or site.id, at=site.clock.now(), kind="test",
-                source="", message=f"event {event_id}", data="{}",
+                id=event_id,
+                site_id=site_id or site.id,
+                at=site.clock.now(),
+                kind="test",
+                source="",
+                message=f"event {event_id}",
+                data="{}",
             )
         )
     )
@@ -69,9 +74,7 @@ def test_tailer_does_not_lose_an_event_that_commits_after_a_higher_id(site: Site
     assert second.cursor.pending == ()
 
 
-def test_a_gap_that_never_fills_is_dropped_after_the_timeout(
-    site: Site, clock: FixedClock
-) -> None:
+def test_a_gap_that_never_fills_is_dropped_after_the_timeout(site: Site, clock: FixedClock) -> None:
     base = lk.events_since(site).cursor.last_id
     write_event(site, base + 2)  # base+1 was rolled back: it never appears
     batch = lk.events_since(site, base)
@@ -119,9 +122,7 @@ def test_out_of_order_commits_on_mariadb_are_delivered(make_site: SiteFactory) -
             site_id=site.id, at=site.clock.now(), kind="test", source="", message="slow", data="{}"
         )
     )
-    site.db.write(
-        lambda s: record_event(s, site.id, site.clock.now(), EventKind.ENTRY, "fast")
-    )
+    site.db.write(lambda s: record_event(s, site.id, site.clock.now(), EventKind.ENTRY, "fast"))
     batch = lk.events_since(site, cursor)
     assert [e.message for e in batch.events] == ["fast"]
     assert len(batch.cursor.pending) == 1

@@ -36,12 +36,18 @@ def test_layout_file_with_rows_and_single_spots(tmp_path: Path) -> None:
     ("data", "message"),
     [
         ({"levels": []}, "at least one"),
-        ({"levels": [{"name": "A", "rows": [{"prefix": "A", "count": 2, "size": "huge"}]}]},
-         r"levels\[0\].rows\[0\].size: 'huge' is not small, medium or large"),
-        ({"levels": [{"name": "A", "spots": [{"label": "X", "size": "small"}] * 2}]},
-         "'X' is already defined"),
-        ({"levels": [{"name": "A", "rows": [{"prefix": "A", "count": 0, "size": "small"}]}]},
-         "count"),
+        (
+            {"levels": [{"name": "A", "rows": [{"prefix": "A", "count": 2, "size": "huge"}]}]},
+            r"levels\[0\].rows\[0\].size: 'huge' is not small, medium or large",
+        ),
+        (
+            {"levels": [{"name": "A", "spots": [{"label": "X", "size": "small"}] * 2}]},
+            "'X' is already defined",
+        ),
+        (
+            {"levels": [{"name": "A", "rows": [{"prefix": "A", "count": 0, "size": "small"}]}]},
+            "count",
+        ),
         ({"levels": [{"name": "A", "colour": "red"}]}, "unknown key 'colour'"),
         ({"levels": [{"name": "A", "spots": [{"label": "a b", "size": "small"}]}]}, "label"),
     ],
@@ -86,10 +92,23 @@ def test_removed_spot_comes_back(site: Site) -> None:
     ("layout", "problem"),
     [
         (make_layout(small=2, medium=3), "1L01 would be removed"),
-        (parse_layout({"levels": [{"name": "Level 1", "rows": [
-            {"prefix": "1S", "count": 2, "size": "small"},
-            {"prefix": "1M", "count": 3, "size": "medium"},
-            {"prefix": "1L", "count": 1, "size": "small"}]}]}), "1L01 would shrink"),
+        (
+            parse_layout(
+                {
+                    "levels": [
+                        {
+                            "name": "Level 1",
+                            "rows": [
+                                {"prefix": "1S", "count": 2, "size": "small"},
+                                {"prefix": "1M", "count": 3, "size": "medium"},
+                                {"prefix": "1L", "count": 1, "size": "small"},
+                            ],
+                        }
+                    ]
+                }
+            ),
+            "1L01 would shrink",
+        ),
     ],
 )
 def test_spot_with_a_car_cannot_be_removed_or_shrunk(
@@ -106,5 +125,7 @@ def test_spot_with_a_car_cannot_be_removed_or_shrunk(
 def test_cli_style_load_of_a_file(make_site: SiteFactory, tmp_path: Path) -> None:
     site = make_site()
     path = tmp_path / "lot.toml"
-    path.write_text('[[levels]]\nname = "A"\n[[levels.rows]]\nprefix = "A"\ncount = 4\nsize = "medium"\n')
+    path.write_text(
+        '[[levels]]\nname = "A"\n[[levels.rows]]\nprefix = "A"\ncount = 4\nsize = "medium"\n'
+    )
     assert lk.load_layout_file(site, path).added == ("A01", "A02", "A03", "A04")

@@ -61,7 +61,9 @@ def test_short_code_check() -> None:
         RING.verify_short("K2", ShortCode(56, short.check))
 
 
-@pytest.mark.parametrize("raw", ["", "-", "LK2.K1.1.1." + "A" * 32, "LK1.K1.1.1." + "A" * 31, "12-ABC"])
+@pytest.mark.parametrize(
+    "raw", ["", "-", "LK2.K1.1.1." + "A" * 32, "LK1.K1.1.1." + "A" * 31, "12-ABC"]
+)
 def test_malformed_codes(raw: str) -> None:
     with pytest.raises(MalformedTicket):
         parse_code(raw)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from core.allocation import rank_spots
@@ -15,12 +15,15 @@ from core.errors import (
     TicketSignatureInvalid,
     TicketUnknown,
 )
-from core.services.claims import add_claim, live_intervals, take_spot, usable_spots
+from core.services.claims import add_claim, free_spots, neighbour_claims, take_spot
 from core.services.events import record_event
 from core.site import Site
 from core.storage.database import Conflict, rows_touched
-from core.storage.models import Claim, Spot, Stay
+from core.storage.models import claims_table, spots_table, stays_table
 from core.ticket_codes import ShortCode, SignedCode, parse_code
+
+S = spots_table.c
+T = stays_table.c
 
 # Spots tried per pass before re-reading the lot; losing a race for one spot
 # means another kiosk just took it, and the next best is usually still free.
@@ -44,8 +47,9 @@ def enter(site: Site, size: Size | str, plate: str | None = None, kiosk: str = "
     def work(session: Session) -> Ticket | LotFull:
         now = site.clock.now()
         until = now + site.max_stay
-        spots = usable_spots(session, site.id, car)
-        ranked = rank_spots(spots, live_intervals(session, site.id, now), car, now, until, site.rng)
+        neighbours = neighbour_claims(session, site.id, now, until, now)
+        spots = free_spots(session, site.id, car, now, until, now, prefer=neighbours.keys())
+        ranked = rank_spots(spots, neighbours, car, now, until, site.rng)
         if not ranked:
             refusal = LotFull(car.label)
             record_event(
@@ -64,21 +68,23 @@ def enter(site: Site, size: Size | str, plate: str | None = None, kiosk: str = "
         if spot is None:
             raise Conflict("every candidate spot was taken meanwhile")
         claim_id = add_claim(session, site.id, spot.id, ClaimKind.STAY, now, until, now)
-        stay = Stay(
-            site_id=site.id,
-            claim_id=claim_id,
-            spot_id=spot.id,
-            car_size=int(car),
-            plate=plate,
-            key_id=keyring.active_id,
-            entered_at=now,
-            max_stay_until=until,
-            entry_kiosk=source,
+        stay_id = int(
+            session.execute(
+                insert(stays_table).values(
+                    site_id=site.id,
+                    claim_id=claim_id,
+                    spot_id=spot.id,
+                    car_size=int(car),
+                    plate=plate,
+                    key_id=keyring.active_id,
+                    entered_at=now,
+                    max_stay_until=until,
+                    entry_kiosk=source,
+                )
+            ).inserted_primary_key[0]  # type: ignore[attr-defined]
         )
-        session.add(stay)
-        session.flush()
-        code = keyring.sign(stay.id, int(now.timestamp()))
-        short = keyring.short_code(keyring.active_id, stay.id)
+        code = keyring.sign(stay_id, int(now.timestamp()))
+        short = keyring.short_code(keyring.active_id, stay_id)
         record_event(
             session,
             site.id,
@@ -88,11 +94,11 @@ def enter(site: Site, size: Size | str, plate: str | None = None, kiosk: str = "
             source=source,
             spot_id=spot.id,
             spot_label=spot.label,
-            stay_id=stay.id,
+            stay_id=stay_id,
             data={"size": car.label, "spot_size": Size(spot.size).label, "plate": plate},
         )
         return Ticket(
-            id=stay.id,
+            id=stay_id,
             code=code.text,
             short_code=short.text,
             spot_label=spot.label,
@@ -152,13 +158,13 @@ def exit(site: Site, code: str, kiosk: str = "") -> ExitResult:
     def work(session: Session) -> ExitResult | TicketError:
         now = site.clock.now()
         row = session.execute(
-            select(Stay, Spot.label, Spot.level)
-            .join(Spot, Spot.id == Stay.spot_id)
-            .where(Stay.id == parsed.ticket_id, Stay.site_id == site.id)
+            select(T.id, T.claim_id, T.spot_id, T.key_id, T.entered_at, S.label, S.level)
+            .join_from(stays_table, spots_table, S.id == T.spot_id)
+            .where(T.id == parsed.ticket_id, T.site_id == site.id)
         ).one_or_none()
         if row is None:
             return TicketUnknown()
-        stay, label, level = row
+        stay, label, level = row, row.label, row.level
         if isinstance(parsed, ShortCode):
             try:
                 keyring.verify_short(stay.key_id, parsed)
@@ -167,21 +173,19 @@ def exit(site: Site, code: str, kiosk: str = "") -> ExitResult:
         elif parsed.key_id != stay.key_id or parsed.issued_at != int(stay.entered_at.timestamp()):
             return TicketSignatureInvalid()
         ended = session.execute(
-            update(Stay)
-            .where(Stay.id == stay.id, Stay.exited_at.is_(None))
+            update(stays_table)
+            .where(T.id == stay.id, T.exited_at.is_(None))
             .values(exited_at=now, exit_kiosk=source)
-            .execution_options(synchronize_session=False)
         )
         if rows_touched(ended) != 1:
-            exited_at = session.scalar(select(Stay.exited_at).where(Stay.id == stay.id))
+            exited_at = session.scalar(select(T.exited_at).where(T.id == stay.id))
             return TicketAlreadyUsed(
                 site.describe_time(exited_at) if exited_at else "an earlier time"
             )
         session.execute(
-            update(Claim)
-            .where(Claim.id == stay.claim_id, Claim.ends_at > now)
+            update(claims_table)
+            .where(claims_table.c.id == stay.claim_id, claims_table.c.ends_at > now)
             .values(ends_at=now)
-            .execution_options(synchronize_session=False)
         )
         record_event(
             session,

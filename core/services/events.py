@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from core.domain import Event, EventKind
 from core.site import Site
-from core.storage.models import EventRow
+from core.storage.models import EventRow, events_table
 
 GAP_TIMEOUT = timedelta(seconds=30)
 MAX_PENDING = 5000
@@ -43,7 +43,7 @@ def record_event(
 ) -> None:
     """Append an event inside the caller's transaction."""
     session.execute(
-        insert(EventRow).values(
+        insert(events_table).values(
             site_id=site_id,
             at=at,
             kind=str(kind),

@@ -47,15 +47,14 @@ def _mysql_code(exc: DBAPIError) -> int | None:
     return args[0] if args and isinstance(args[0], int) else None
 
 
+def _sqlite_busy(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
 def _is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, Conflict):
+    if isinstance(exc, Conflict) or _sqlite_busy(exc):
         return True
-    if isinstance(exc, OperationalError):
-        if _mysql_code(exc) in MYSQL_RETRYABLE:
-            return True
-        if "database is locked" in str(exc.orig):
-            return True
-    return False
+    return isinstance(exc, OperationalError) and _mysql_code(exc) in MYSQL_RETRYABLE
 
 
 def _unreachable(exc: DBAPIError, url: str) -> DatabaseUnavailable | None:
@@ -70,11 +69,14 @@ def _unreachable(exc: DBAPIError, url: str) -> DatabaseUnavailable | None:
     return None
 
 
-def _sqlite_engine(url: str, busy_timeout: float) -> Engine:
+def _sqlite_engine(url: str) -> Engine:
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": busy_timeout})
+    # No driver-side busy wait: SQLite's own handler sleeps in steps of up to
+    # 100 ms, which starves writers under load. `Database` retries a busy
+    # BEGIN IMMEDIATE itself with sub-millisecond jitter, up to the timeout.
+    engine = create_engine(url, connect_args={"timeout": 0})
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -84,7 +86,7 @@ def _sqlite_engine(url: str, busy_timeout: float) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA busy_timeout=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -123,8 +125,9 @@ class Database:
     ) -> None:
         self.url = url
         self.max_attempts = max_attempts
+        self.busy_timeout = busy_timeout_seconds
         if url.startswith("sqlite"):
-            self.engine = _sqlite_engine(url, busy_timeout_seconds)
+            self.engine = _sqlite_engine(url)
             reader = self.engine.execution_options(lotkeeper_read_only=True)
         else:
             self.engine = _mysql_engine(url, lock_wait_timeout_seconds)
@@ -151,14 +154,14 @@ class Database:
 
     def _run(self, maker: sessionmaker[Session], work: Callable[[Session], T], retry: bool) -> T:
         attempt = 0
+        busy_until = time.monotonic() + self.busy_timeout
         while True:
             attempt += 1
             try:
                 with maker() as session, session.begin():
                     return work(session)
             except (Conflict, DBAPIError) as exc:
-                if retry and _is_retryable(exc) and attempt < self.max_attempts:
-                    time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
+                if retry and self._wait_to_retry(exc, attempt, busy_until):
                     continue
                 if isinstance(exc, DBAPIError):
                     unavailable = _unreachable(exc, self.url)
@@ -170,16 +173,33 @@ class Database:
                         ) from exc
                 raise
 
+    def _wait_to_retry(self, exc: BaseException, attempt: int, busy_until: float) -> bool:
+        """Sleep briefly and say yes if `exc` is worth another attempt."""
+        if _sqlite_busy(exc):
+            if time.monotonic() >= busy_until:
+                return False
+            time.sleep(random.uniform(0.0002, 0.001))
+            return True
+        if _is_retryable(exc) and attempt < self.max_attempts:
+            time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))
+            return True
+        return False
+
     def run_connected(self, work: Callable[[Engine], T]) -> T:
-        """Run `work(engine)` (migrations, checks), turning "cannot reach the
-        database" into `DatabaseUnavailable`."""
-        try:
-            return work(self.engine)
-        except DBAPIError as exc:
-            unavailable = _unreachable(exc, self.url)
-            if unavailable is not None:
-                raise unavailable from exc
-            raise
+        """Run `work(engine)` (migrations, checks), waiting out another
+        process's SQLite write lock, and turning "cannot reach the database"
+        into `DatabaseUnavailable`."""
+        busy_until = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                return work(self.engine)
+            except DBAPIError as exc:
+                if self._wait_to_retry(exc, self.max_attempts, busy_until):
+                    continue
+                unavailable = _unreachable(exc, self.url)
+                if unavailable is not None:
+                    raise unavailable from exc
+                raise
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -4,7 +4,7 @@ by primary key or by an index that starts with `site_id`."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -17,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -162,3 +163,11 @@ class EventRow(Base):
     stay_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     message: Mapped[str] = mapped_column(String(255), default="")
     data: Mapped[str] = mapped_column(Text, default="{}")
+
+
+# Plain tables for the hot path: Core statements on these skip the ORM's
+# bulk-DML machinery, which costs more than the round trip itself.
+spots_table = cast(Table, Spot.__table__)
+claims_table = cast(Table, Claim.__table__)
+stays_table = cast(Table, Stay.__table__)
+events_table = cast(Table, EventRow.__table__)

@@ -1,0 +1,69 @@
+"""Code run in separate OS processes by the hammer tests (spawned, so each
+has its own interpreter, engine and connection pool, like separate kiosks)."""
+
+from __future__ import annotations
+
+import random
+import traceback
+from typing import Any
+
+from core import services as lk
+from core.config import load_settings
+from core.errors import LotFull, TicketAlreadyUsed
+from core.site import open_site
+
+
+def open_worker_site(url: str, data_dir: str, secret: str) -> Any:
+    settings = load_settings(
+        database={"url": url, "auto_migrate": False},
+        paths={"data_dir": data_dir},
+        tickets={"secret": secret},
+    )
+    return open_site(settings)
+
+
+def enter_many(
+    url: str, data_dir: str, secret: str, count: int, barrier: Any, results: Any
+) -> None:
+    codes: list[str] = []
+    full = 0
+    errors: list[str] = []
+    try:
+        site = open_worker_site(url, data_dir, secret)
+        barrier.wait()
+        for i in range(count):
+            try:
+                codes.append(lk.enter(site, "small", kiosk=f"hammer-{i}").code)
+            except LotFull:
+                full += 1
+            except Exception:
+                errors.append(traceback.format_exc())
+        site.close()
+    except Exception:
+        errors.append(traceback.format_exc())
+    results.put((codes, full, errors))
+
+
+def exit_all(
+    url: str, data_dir: str, secret: str, codes: list[str], seed: int, barrier: Any, results: Any
+) -> None:
+    exited: list[str] = []
+    used = 0
+    errors: list[str] = []
+    try:
+        site = open_worker_site(url, data_dir, secret)
+        order = list(codes)
+        random.Random(seed).shuffle(order)
+        barrier.wait()
+        for code in order:
+            try:
+                lk.exit(site, code, kiosk=f"exit-{seed}")
+                exited.append(code)
+            except TicketAlreadyUsed:
+                used += 1
+            except Exception:
+                errors.append(traceback.format_exc())
+        site.close()
+    except Exception:
+        errors.append(traceback.format_exc())
+    results.put((exited, used, errors))
