@@ -89,7 +89,9 @@ def ceiling_worker(url: str, data_dir: str, seconds: float, barrier: Any, out: A
     site.close()
 
 
-def run(worker: Any, processes: int, url: str, data_dir: str, seconds: float) -> tuple[float, list[float]]:
+def run(
+    worker: Any, processes: int, url: str, data_dir: str, seconds: float
+) -> tuple[float, list[float]]:
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(processes + 1)
     out = ctx.Queue()
@@ -114,7 +116,9 @@ def prepare(url: str, data_dir: str) -> Site:
     lk.load_layout(site, read_layout(asset_path("lot.toml")))
     with site.db.engine.begin() as connection:
         connection.execute(text("DROP TABLE IF EXISTS bench_ceiling"))
-        connection.execute(text("CREATE TABLE bench_ceiling (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)"))
+        connection.execute(
+            text("CREATE TABLE bench_ceiling (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
+        )
         connection.execute(
             text("INSERT INTO bench_ceiling (id, n) VALUES (:id, 0)"),
             [{"id": i} for i in range(CEILING_ROWS)],
@@ -127,7 +131,9 @@ def add_history(site: Site, count: int) -> None:
     spot_ids = [s.spot_id for s in lk.snapshot(site).spots]
     base = datetime.now(UTC) - timedelta(days=3 * 365)
     with site.db.engine.begin() as connection:
-        start_id = connection.execute(text("SELECT COALESCE(MAX(id), 0) FROM claims")).scalar_one() + 1
+        start_id = (
+            connection.execute(text("SELECT COALESCE(MAX(id), 0) FROM claims")).scalar_one() + 1
+        )
     batch = 20_000
     for offset in range(0, count, batch):
         claims, stays = [], []
@@ -136,15 +142,32 @@ def add_history(site: Site, count: int) -> None:
             ended = began + timedelta(minutes=90)
             spot = spot_ids[i % len(spot_ids)]
             claims.append(
-                {"id": start_id + i, "site_id": site.id, "spot_id": spot, "kind": "stay",
-                 "starts_at": began, "ends_at": ended, "expires_at": None, "cancelled_at": None,
-                 "created_at": began}
+                {
+                    "id": start_id + i,
+                    "site_id": site.id,
+                    "spot_id": spot,
+                    "kind": "stay",
+                    "starts_at": began,
+                    "ends_at": ended,
+                    "expires_at": None,
+                    "cancelled_at": None,
+                    "created_at": began,
+                }
             )
             stays.append(
-                {"site_id": site.id, "claim_id": start_id + i, "spot_id": spot, "car_size": 1,
-                 "plate": None, "key_id": "K1", "entered_at": began, "max_stay_until": began
-                 + timedelta(hours=24), "entry_kiosk": "history", "exited_at": ended,
-                 "exit_kiosk": "history"}
+                {
+                    "site_id": site.id,
+                    "claim_id": start_id + i,
+                    "spot_id": spot,
+                    "car_size": 1,
+                    "plate": None,
+                    "key_id": "K1",
+                    "entered_at": began,
+                    "max_stay_until": began + timedelta(hours=24),
+                    "entry_kiosk": "history",
+                    "exited_at": ended,
+                    "exit_kiosk": "history",
+                }
             )
         with site.db.engine.begin() as connection:
             connection.execute(insert(Claim), claims)
@@ -178,7 +201,9 @@ def new_database(kind: str, mysql_url: str, workdir: Path) -> tuple[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--history", type=int, default=1_000_000)
     parser.add_argument("--mysql-url", default="mysql+pymysql://root@127.0.0.1:3306/test")
@@ -187,8 +212,10 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="lotkeeper-bench-"))
     kinds = [args.only] if args.only else ["sqlite", "mysql"]
 
-    print(f"{'database':<8} {'procs':>5} {'ours ops/s':>11} {'ceiling tx/s':>13} {'ratio':>6} "
-          f"{'enter p50 ms':>13} {'enter p99 ms':>13}")
+    print(
+        f"{'database':<8} {'procs':>5} {'ours ops/s':>11} {'ceiling tx/s':>13} {'ratio':>6} "
+        f"{'enter p50 ms':>13} {'enter p99 ms':>13}"
+    )
     for kind in kinds:
         for processes in (1, 8):
             url, drop = new_database(kind, args.mysql_url, workdir)
@@ -198,9 +225,12 @@ def main() -> int:
                 ours, latencies = run(ours_worker, processes, url, str(workdir), args.seconds)
             finally:
                 drop()
-            print(f"{kind:<8} {processes:>5} {ours:>11.0f} {ceiling:>13.0f} {ours / ceiling:>6.2f} "
-                  f"{percentile(latencies, 0.5) * 1000:>13.1f} {percentile(latencies, 0.99) * 1000:>13.1f}",
-                  flush=True)
+            p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
+            print(
+                f"{kind:<8} {processes:>5} {ours:>11.0f} {ceiling:>13.0f} {ours / ceiling:>6.2f} "
+                f"{p50:>13.1f} {p99:>13.1f}",
+                flush=True,
+            )
 
     print(f"\nenter() p50 with {args.history:,} past stays vs an empty history (1 process)")
     for kind in kinds:
@@ -218,9 +248,12 @@ def main() -> int:
         finally:
             drop()
         ratio = statistics.median(full) / statistics.median(empty)
-        print(f"{kind:<8} empty p50 {statistics.median(empty) * 1000:.2f} ms, "
-              f"history p50 {statistics.median(full) * 1000:.2f} ms, ratio {ratio:.2f} "
-              f"(history loaded in {load_seconds:.0f} s)", flush=True)
+        print(
+            f"{kind:<8} empty p50 {statistics.median(empty) * 1000:.2f} ms, "
+            f"history p50 {statistics.median(full) * 1000:.2f} ms, ratio {ratio:.2f} "
+            f"(history loaded in {load_seconds:.0f} s)",
+            flush=True,
+        )
     return 0
 
 

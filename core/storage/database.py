@@ -178,7 +178,7 @@ class Database:
         if _sqlite_busy(exc):
             if time.monotonic() >= busy_until:
                 return False
-            time.sleep(random.uniform(0.0002, 0.001))
+            time.sleep(random.uniform(0.0005, 0.003))
             return True
         if _is_retryable(exc) and attempt < self.max_attempts:
             time.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))

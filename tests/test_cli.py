@@ -1,0 +1,126 @@
+"""The `lotkeeper` command, as an operator uses it, on the embedded default."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.cli import main
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LOTKEEPER_PATHS__DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    return main(list(argv), out=out), out.getvalue()
+
+
+def test_status_shows_the_demo_lot_on_first_start(data_dir: Path) -> None:
+    code, out = run("status")
+    assert code == 0
+    assert "Lotkeeper demo garage" in out
+    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()[2:]}
+    assert lines["small"][:2] == ["75", "75"]
+    assert lines["medium"][:2] == ["315", "315"]
+    assert lines["large"][:2] == ["60", "60"]
+    assert lines["all"][:2] == ["450", "450"]
+
+
+def test_status_json(data_dir: Path) -> None:
+    code, out = run("status", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["site"] == "demo"
+    assert {s["size"]: s["total"] for s in data["sizes"]} == {
+        "small": 75,
+        "medium": 315,
+        "large": 60,
+    }
+
+
+def test_enter_exit_and_the_event_log(data_dir: Path) -> None:
+    code, out = run("enter", "--size", "large", "--plate", "ab 12", "--json")
+    ticket = json.loads(out)
+    assert code == 0 and ticket["spot_size"] == "large" and ticket["plate"] == "AB 12"
+    code, out = run("exit", ticket["short_code"])
+    assert code == 0 and "Goodbye" in out
+    code, out = run("events", "--json", "--limit", "3")
+    kinds = [json.loads(line)["kind"] for line in out.splitlines()]
+    assert kinds == ["lot_loaded", "entry", "exit"]
+    code, out = run("events", "--limit", "1")
+    assert "Exit: ticket" in out
+
+
+def test_reused_ticket_fails_with_one_line(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out = run("enter", "--json")
+    code_text = json.loads(out)["code"]
+    run("exit", code_text)
+    assert run("exit", code_text)[0] == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lotkeeper: This ticket was already used")
+    assert len(err.splitlines()) == 1
+
+
+def test_lot_load_and_keys(data_dir: Path, tmp_path: Path) -> None:
+    from core.config import asset_path
+
+    assert run("lot", "load", str(asset_path("lot.toml")))[1].startswith("Layout already loaded")
+    bigger = tmp_path / "bigger.toml"
+    bigger.write_text(
+        asset_path("lot.toml").read_text() + '\n[[levels]]\nname = "Roof"\n'
+        '[[levels.rows]]\nprefix = "R"\ncount = 20\nsize = "large"\n'
+    )
+    code, out = run("lot", "load", str(bigger))
+    assert code == 0 and "20 added" in out
+    assert "470" in run("status")[1]
+    code, out = run("keys", "rotate")
+    assert code == 0 and "K2" in out
+    code, out = run("keys", "list")
+    assert out.split()[:2] == ["K1", "verifies"]
+
+
+def test_db_upgrade_reports_the_revision(data_dir: Path) -> None:
+    code, out = run("db", "upgrade")
+    assert code == 0 and "0001" in out
+    assert "already at revision 0001" in run("db", "upgrade")[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--config", "/nonexistent.toml", "status"],
+            "config file /nonexistent.toml does not exist",
+        ),
+        (["lot", "load", "/nonexistent.toml"], "layout file /nonexistent.toml does not exist"),
+        (["exit", "not-a-code"], "could not be read as a Lotkeeper ticket"),
+        (["enter", "--size", "bus"], "Unknown car size 'bus'"),
+        (["keys", "retire", "K1"], "rotate to a new key before retiring it"),
+    ],
+)
+def test_errors_exit_non_zero_with_one_clear_line(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert run(*argv)[0] == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_console_script_is_installed(data_dir: Path) -> None:
+    beside_python = Path(sys.executable).parent / "lotkeeper"
+    exe = str(beside_python) if beside_python.exists() else shutil.which("lotkeeper")
+    assert exe is not None, "pip install -e . installs the `lotkeeper` script"
+    result = subprocess.run([exe, "status", "--json"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["sizes"][1]["total"] == 315
