@@ -21,6 +21,7 @@ class SpotRow:
     level: str
     size: int
     version: int
+    has_neighbour: bool = False
 
 
 @dataclass(frozen=True)

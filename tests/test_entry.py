@@ -178,3 +178,34 @@ def test_cars_park_and_leave_many_times_without_overlap(site: Site, clock: Fixed
         tickets += [lk.enter(site, "small") for _ in tickets[round_::3]]
     assert overlapping_claims(site) == []
     assert lk.availability(site).free == 0
+
+
+def test_best_fit_fills_the_smallest_gap_before_future_reservations(
+    make_site: SiteFactory, clock: FixedClock
+) -> None:
+    site = make_site(make_layout(small=3))
+    now = clock.now()
+    for label, start in (("1S01", 30), ("1S02", 25)):
+        # reserve the named spot directly, as the reservation service will
+
+        def work(session, label=label, start=start):  # type: ignore[no-untyped-def]
+            free = free_spots(session, site.id, Size.SMALL, now, now + timedelta(hours=40), now)
+            spot = next(s for s in free if s.label == label)
+            assert take_spot(session, spot.id, spot.version)
+            start_at = now + timedelta(hours=start)
+            add_claim(
+                session,
+                site.id,
+                spot.id,
+                ClaimKind.RESERVATION,
+                start_at,
+                start_at + timedelta(hours=2),
+                now,
+            )
+
+        site.db.write(work)
+    # 1S02's reservation starts 1 h after the 24 h walk-in window: least gap.
+    assert lk.enter(site, "small").spot_label == "1S02"
+    assert lk.enter(site, "small").spot_label == "1S01"
+    assert lk.enter(site, "small").spot_label == "1S03"
+    assert overlapping_claims(site) == []

@@ -4,11 +4,9 @@ claim takes its spot. Every claim insert goes through `take_spot`."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.allocation import Interval, SpotRow
@@ -26,34 +24,47 @@ def is_live(now: datetime) -> ColumnElement[bool]:
     return and_(C.cancelled_at.is_(None), or_(C.expires_at.is_(None), C.expires_at > now))
 
 
-def _overlapping(site_id: str, spot_id: Any, start: datetime, end: datetime, now: datetime) -> Any:
-    return exists().where(
-        C.site_id == site_id,
-        C.spot_id == spot_id,
-        C.ends_at > start,
-        C.starts_at < end,
-        is_live(now),
+# Hot-path statements are built once; only their parameters change.
+_LIVE = and_(C.cancelled_at.is_(None), or_(C.expires_at.is_(None), C.expires_at > bindparam("now")))
+_HAS_NEIGHBOUR = (
+    exists()
+    .where(C.site_id == bindparam("site"), C.spot_id == S.id, C.ends_at > bindparam("now"), _LIVE)
+    .label("has_neighbour")
+)
+_FREE_SPOTS = (
+    select(S.id, S.label, S.level, S.size, S.version, _HAS_NEIGHBOUR)
+    .where(
+        S.site_id == bindparam("site"),
+        S.removed.is_(False),
+        S.out_of_service.is_(False),
+        S.size >= bindparam("size"),
+        ~exists().where(
+            C.site_id == bindparam("site"),
+            C.spot_id == S.id,
+            C.ends_at > bindparam("start"),
+            C.starts_at < bindparam("end"),
+            _LIVE,
+        ),
     )
-
-
-def neighbour_claims(
-    session: Session, site_id: str, start: datetime, end: datetime, now: datetime
-) -> dict[int, list[Interval]]:
-    """Live claims that touch no window spot but sit before or after it (for
-    a walk-in: future reservations and holds); they rank spots by the gap
-    they would leave."""
-    rows = session.execute(
-        select(C.spot_id, C.starts_at, C.ends_at).where(
-            C.site_id == site_id,
-            C.ends_at > now,
-            is_live(now),
-            or_(C.starts_at >= end, C.ends_at <= start),
-        )
+    .order_by(S.size, _HAS_NEIGHBOUR.desc())
+    .limit(bindparam("limit"))
+)
+_NEIGHBOURS = select(C.spot_id, C.starts_at, C.ends_at).where(
+    C.site_id == bindparam("site"),
+    C.spot_id.in_(bindparam("spots", expanding=True)),
+    C.ends_at > bindparam("now"),
+    _LIVE,
+)
+_TAKE_SPOT = (
+    update(spots_table)
+    .where(
+        S.id == bindparam("spot"),
+        S.version == bindparam("seen"),
+        S.out_of_service.is_(False),
+        S.removed.is_(False),
     )
-    by_spot: dict[int, list[Interval]] = defaultdict(list)
-    for spot_id, starts_at, ends_at in rows:
-        by_spot[spot_id].append(Interval(starts_at, ends_at))
-    return by_spot
+    .values(version=S.version + 1)
+)
 
 
 def free_spots(
@@ -63,27 +74,32 @@ def free_spots(
     start: datetime,
     end: datetime,
     now: datetime,
-    prefer: Collection[int] = (),
     limit: int = 64,
 ) -> list[SpotRow]:
     """Spots in service, of `min_size` or larger, with no live claim
-    overlapping [start, end): smallest size first and, within a size, the
-    spots in `prefer` first; at most `limit`. One statement, so each spot's
-    version and its claims are read from the same snapshot."""
-    preferred = case((S.id.in_(list(prefer)), 0), else_=1) if prefer else literal(1)
+    overlapping [start, end): smallest size first and, within a size, spots
+    with a neighbouring live claim first; at most `limit`. One statement, so
+    each spot's version and its claims are read from the same snapshot."""
     rows = session.execute(
-        select(S.id, S.label, S.level, S.size, S.version)
-        .where(
-            S.site_id == site_id,
-            S.removed.is_(False),
-            S.out_of_service.is_(False),
-            S.size >= min_size,
-            ~_overlapping(site_id, S.id, start, end, now),
-        )
-        .order_by(S.size, preferred)
-        .limit(limit)
+        _FREE_SPOTS,
+        {"site": site_id, "size": min_size, "start": start, "end": end, "now": now, "limit": limit},
     )
     return [SpotRow(*row) for row in rows]
+
+
+def neighbour_claims(
+    session: Session, site_id: str, spots: list[SpotRow], now: datetime
+) -> dict[int, list[Interval]]:
+    """The live claims around the free `spots` that have any (for a walk-in:
+    future reservations and holds); they rank spots by the gap they leave."""
+    wanted = [spot.id for spot in spots if spot.has_neighbour]
+    by_spot: dict[int, list[Interval]] = defaultdict(list)
+    if not wanted:
+        return by_spot
+    rows = session.execute(_NEIGHBOURS, {"site": site_id, "spots": wanted, "now": now})
+    for spot_id, starts_at, ends_at in rows:
+        by_spot[spot_id].append(Interval(starts_at, ends_at))
+    return by_spot
 
 
 def live_intervals(session: Session, site_id: str, now: datetime) -> dict[int, list[Interval]]:
@@ -104,17 +120,7 @@ def take_spot(session: Session, spot_id: int, version: int) -> bool:
     """Lock the spot for this transaction if nothing changed it since its
     `version` was read. True means no other claim can be added to the spot
     until we commit, and none was added since we read its claims."""
-    result = session.execute(
-        update(spots_table)
-        .where(
-            S.id == spot_id,
-            S.version == version,
-            S.out_of_service.is_(False),
-            S.removed.is_(False),
-        )
-        .values(version=S.version + 1)
-    )
-    return rows_touched(result) == 1
+    return rows_touched(session.execute(_TAKE_SPOT, {"spot": spot_id, "seen": version})) == 1
 
 
 def add_claim(

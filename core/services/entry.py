@@ -47,8 +47,8 @@ def enter(site: Site, size: Size | str, plate: str | None = None, kiosk: str = "
     def work(session: Session) -> Ticket | LotFull:
         now = site.clock.now()
         until = now + site.max_stay
-        neighbours = neighbour_claims(session, site.id, now, until, now)
-        spots = free_spots(session, site.id, car, now, until, now, prefer=neighbours.keys())
+        spots = free_spots(session, site.id, car, now, until, now)
+        neighbours = neighbour_claims(session, site.id, spots, now)
         ranked = rank_spots(spots, neighbours, car, now, until, site.rng)
         if not ranked:
             refusal = LotFull(car.label)
