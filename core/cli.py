@@ -139,7 +139,11 @@ def cmd_db_upgrade(args: argparse.Namespace, out: TextIO) -> int:
     from core.storage.database import Database
 
     settings = _settings(args)
-    db = Database(settings.database_url)
+    db = Database(
+        settings.database_url,
+        busy_timeout_seconds=settings.database.busy_timeout_seconds,
+        lock_wait_timeout_seconds=settings.database.lock_wait_timeout_seconds,
+    )
     try:
         before = db.run_connected(migrate.current_revision)
         db.run_connected(migrate.upgrade)

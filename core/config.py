@@ -68,7 +68,7 @@ class DatabaseSettings(_Section):
     def _known_backend(cls, value: str | None) -> str | None:
         if value is None or value.strip() == "":
             return None
-        if not value.startswith(("sqlite", "mysql", "mariadb")):
+        if not value.startswith(("sqlite://", "mysql+pymysql://", "mariadb+pymysql://")):
             raise ValueError("must be a sqlite:// or mysql+pymysql:// URL")
         return value
 

@@ -35,23 +35,23 @@ KEYRING_TTL_SECONDS = 30.0
 def _read_or_create_secret(path: Path) -> bytes:
     """The master secret for ticket keys; created once, readable only by us."""
     try:
-        secret = path.read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(secrets.token_urlsafe(48) + "\n")
-        try:
-            # link() fails if another process created the file first: theirs wins.
-            os.link(temp, path)
-        except FileExistsError:
-            pass
-        finally:
-            temp.unlink()
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(secrets.token_urlsafe(48) + "\n")
+            try:
+                # link() fails if another process created the file first: theirs wins.
+                with contextlib.suppress(FileExistsError):
+                    os.link(temp, path)
+            finally:
+                temp.unlink()
         secret = path.read_text(encoding="ascii").strip()
     except OSError as exc:
-        raise ConfigError(f"cannot read the ticket secret file {path}: {exc.strerror}") from None
+        raise ConfigError(
+            f"cannot read or create the ticket secret file {path}: {exc.strerror}"
+        ) from None
     if len(secret) < 32:
         raise ConfigError(f"the ticket secret in {path} is shorter than 32 characters")
     return secret.encode()

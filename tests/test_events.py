@@ -141,3 +141,37 @@ def test_snapshot_cursor_follows_on_from_the_picture(site: Site, clock: FixedClo
     ticket = lk.enter(site, "small")
     events = lk.events_since(site, snap.cursor).events
     assert [(e.kind, e.ticket_id) for e in events] == [("entry", ticket.id)]
+
+
+def test_snapshot_cursor_waits_for_ids_still_in_flight(site: Site) -> None:
+    base = lk.events_since(site).cursor.last_id
+    write_event(site, base + 2)  # base+1 is still committing
+    snap = lk.snapshot(site)
+    assert snap.cursor.last_id == base + 2
+    assert [i for i, _ in snap.cursor.pending] == [base + 1]
+    write_event(site, base + 1)
+    assert [e.id for e in lk.events_since(site, snap.cursor).events] == [base + 1]
+
+
+def test_gap_cap_never_skips_a_recorded_gap_and_never_stalls(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.services import events
+
+    monkeypatch.setattr(events, "MAX_PENDING", 3)
+    base = lk.events_since(site).cursor.last_id
+    write_event(site, base + 3)  # gap: base+1, base+2
+    write_event(site, base + 6)  # gap: base+4, base+5
+    first = lk.events_since(site, base)
+    # Room for 3 gaps: the second row would need 4, so it waits.
+    assert [e.id for e in first.events] == [base + 3]
+    assert first.cursor.last_id == base + 3
+    write_event(site, base + 1)
+    write_event(site, base + 2)
+    second = lk.events_since(site, first.cursor)
+    assert [e.id for e in second.events] == [base + 1, base + 2, base + 6]
+    assert [i for i, _ in second.cursor.pending] == [base + 4, base + 5]
+    write_event(site, base + 20)  # a gap wider than the cap on its own
+    third = lk.events_since(site, second.cursor)
+    assert [e.id for e in third.events] == [base + 20]  # the tail moves on
+    assert len(third.cursor.pending) == 3

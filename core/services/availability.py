@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from core.domain import Availability, ClaimKind, Size, SizeAvailability, SpotState, SpotStatus
 from core.services.claims import is_live
-from core.services.events import EventCursor, latest_event_id
+from core.services.events import EventCursor, cursor_at_latest
 from core.site import Site
 from core.storage.models import Claim, Spot, Stay
 
@@ -98,8 +98,8 @@ def snapshot(site: Site) -> LotSnapshot:
     now = site.clock.now()
 
     def work(session: Session) -> LotSnapshot:
-        last = latest_event_id(session, site.id)
-        return LotSnapshot(now, tuple(_spot_states(session, site, now)), EventCursor(last))
+        cursor = cursor_at_latest(session, site.id, now)
+        return LotSnapshot(now, tuple(_spot_states(session, site, now)), cursor)
 
     return site.db.read(work)
 

@@ -164,10 +164,12 @@ def exit(site: Site, code: str, kiosk: str = "") -> ExitResult:
         ).one_or_none()
         if row is None:
             return TicketUnknown()
-        stay, label, level = row, row.label, row.level
+        stay, label, level = row, row.label, row.level  # stay: the row's stay columns
         if isinstance(parsed, ShortCode):
+            # A key rotated by another process a moment ago: re-read the ring.
+            ring = keyring if stay.key_id in keyring.keys else site.keyring(refresh=True)
             try:
-                keyring.verify_short(stay.key_id, parsed)
+                ring.verify_short(stay.key_id, parsed)
             except TicketError as error:
                 return error
         elif parsed.key_id != stay.key_id or parsed.issued_at != int(stay.entered_at.timestamp()):

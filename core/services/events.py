@@ -94,21 +94,38 @@ def _advance(
     gap_timeout: timedelta,
 ) -> EventBatch:
     pending = dict(cursor.pending)
-    last = cursor.last_id
-    for row in rows:
-        if row.id > last + 1 and len(pending) < MAX_PENDING:
-            for missing in range(last + 1, min(row.id, last + 1 + MAX_PENDING - len(pending))):
-                pending[missing] = now
-        last = max(last, row.id)
     late: list[EventRow] = []
     if pending:
-        # By primary key across sites: an id used by another site is no gap.
+        # Ask again by primary key; an id another site committed is dropped.
         for row in session.scalars(select(EventRow).where(EventRow.id.in_(list(pending)))):
             del pending[row.id]
             if row.site_id == site_id:
                 late.append(row)
+    last = cursor.last_id
+    consumed: list[EventRow] = []
+    if rows:
+        # Ids below our newest row that exist for any site are no gap; the
+        # rest are transactions not yet committed (or rolled back). Same
+        # snapshot as `rows`, so they are worth asking for on the next poll.
+        existing = set(
+            session.scalars(
+                select(EventRow.id).where(EventRow.id > last, EventRow.id <= rows[-1].id)
+            )
+        )
+        for row in rows:
+            missing = [i for i in range(last + 1, row.id) if i not in existing]
+            room = max(0, MAX_PENDING - len(pending))
+            if len(missing) > room:
+                if consumed:
+                    break  # deliver the rest next time rather than forget a gap
+                # Nothing delivered yet: keep the newest ids (the oldest are
+                # the likeliest rolled back) so the tail always moves on.
+                missing = missing[len(missing) - room :]
+            pending.update(dict.fromkeys(missing, now))
+            consumed.append(row)
+            last = row.id
     kept = tuple(sorted((i, seen) for i, seen in pending.items() if now - seen < gap_timeout))
-    events = tuple(_event(r) for r in sorted(late + rows, key=lambda r: r.id))
+    events = tuple(_event(r) for r in sorted(late + consumed, key=lambda r: r.id))
     return EventBatch(events, EventCursor(last, kept))
 
 
@@ -153,13 +170,24 @@ def recent_events(site: Site, limit: int = 50) -> EventBatch:
             )
         )
         rows.reverse()
-        start = (
-            EventCursor(rows[0].id - 1) if rows else EventCursor(latest_event_id(session, site.id))
-        )
-        return _advance(session, site.id, start, rows, now, GAP_TIMEOUT)
+        if not rows:
+            return EventBatch((), cursor_at_latest(session, site.id, now))
+        return _advance(session, site.id, EventCursor(rows[0].id - 1), rows, now, GAP_TIMEOUT)
 
     return site.db.read(work)
 
 
-def latest_event_id(session: Session, site_id: str) -> int:
-    return session.scalar(select(func.max(EventRow.id)).where(EventRow.site_id == site_id)) or 0
+# Transactions in flight when a view starts hold ids just below the newest.
+IN_FLIGHT_WINDOW = 256
+
+
+def cursor_at_latest(session: Session, site_id: str, now: datetime) -> EventCursor:
+    """A cursor at the site's newest event that still waits for the ids just
+    below it that are not visible yet, so a snapshot misses no late commit."""
+    last = session.scalar(select(func.max(EventRow.id)).where(EventRow.site_id == site_id)) or 0
+    floor = max(0, last - IN_FLIGHT_WINDOW)
+    existing = set(
+        session.scalars(select(EventRow.id).where(EventRow.id > floor, EventRow.id <= last))
+    )
+    missing = tuple((i, now) for i in range(floor + 1, last) if i not in existing)
+    return EventCursor(last, missing)

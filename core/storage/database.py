@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, Engine, Result, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import DatabaseUnavailable
@@ -29,7 +29,7 @@ from core.errors import DatabaseUnavailable
 T = TypeVar("T")
 
 MYSQL_RETRYABLE = {1205, 1213}
-MYSQL_UNREACHABLE = {1045, 1049, 2002, 2003, 2005, 2006, 2013, 2055}
+MYSQL_UNREACHABLE = {1044, 1045, 1049, 2002, 2003, 2005, 2006, 2013, 2055}
 
 
 def rows_touched(result: Result[Any]) -> int:
@@ -51,8 +51,16 @@ def _sqlite_busy(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
 
 
+def _duplicate_key(exc: BaseException) -> bool:
+    """Another process inserted the same row at the same moment (a key id, a
+    spot label): rerunning sees that row and does the right thing."""
+    if not isinstance(exc, IntegrityError):
+        return False
+    return _mysql_code(exc) == 1062 or "UNIQUE constraint failed" in str(exc.orig)
+
+
 def _is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, Conflict) or _sqlite_busy(exc):
+    if isinstance(exc, Conflict) or _sqlite_busy(exc) or _duplicate_key(exc):
         return True
     return isinstance(exc, OperationalError) and _mysql_code(exc) in MYSQL_RETRYABLE
 
@@ -87,6 +95,9 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=0")
+        # A big history must not push the hot index paths out of memory.
+        cursor.execute("PRAGMA cache_size=-65536")
+        cursor.execute("PRAGMA mmap_size=268435456")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -146,13 +157,13 @@ class Database:
         """Run `work` in one read-write transaction, committed when it returns
         and rolled back when it raises. Deadlocks, lock timeouts and `Conflict`
         rerun the whole of `work` with a short, jittered back-off."""
-        return self._run(self._writer, work, retry=True)
+        return self._run(self._writer, work)
 
     def read(self, work: Callable[[Session], T]) -> T:
         """Run `work` in one consistent read-only transaction."""
-        return self._run(self._reader, work, retry=True)
+        return self._run(self._reader, work)
 
-    def _run(self, maker: sessionmaker[Session], work: Callable[[Session], T], retry: bool) -> T:
+    def _run(self, maker: sessionmaker[Session], work: Callable[[Session], T]) -> T:
         attempt = 0
         busy_until = time.monotonic() + self.busy_timeout
         while True:
@@ -161,8 +172,12 @@ class Database:
                 with maker() as session, session.begin():
                     return work(session)
             except (Conflict, DBAPIError) as exc:
-                if retry and self._wait_to_retry(exc, attempt, busy_until):
+                if self._wait_to_retry(exc, attempt, busy_until):
                     continue
+                if isinstance(exc, Conflict):
+                    raise DatabaseUnavailable(
+                        "The garage is very busy right now; please try again."
+                    ) from exc
                 if isinstance(exc, DBAPIError):
                     unavailable = _unreachable(exc, self.url)
                     if unavailable is not None:
