@@ -157,14 +157,13 @@ def exit(site: Site, code: str, kiosk: str = "") -> ExitResult:
 
     def work(session: Session) -> ExitResult | TicketError:
         now = site.clock.now()
-        row = session.execute(
+        stay = session.execute(
             select(T.id, T.claim_id, T.spot_id, T.key_id, T.entered_at, S.label, S.level)
             .join_from(stays_table, spots_table, S.id == T.spot_id)
             .where(T.id == parsed.ticket_id, T.site_id == site.id)
         ).one_or_none()
-        if row is None:
+        if stay is None:
             return TicketUnknown()
-        stay, label, level = row, row.label, row.level  # stay: the row's stay columns
         if isinstance(parsed, ShortCode):
             # A key rotated by another process a moment ago: re-read the ring.
             ring = keyring if stay.key_id in keyring.keys else site.keyring(refresh=True)
@@ -194,14 +193,14 @@ def exit(site: Site, code: str, kiosk: str = "") -> ExitResult:
             site.id,
             now,
             EventKind.EXIT,
-            f"Exit: ticket {stay.id} from {label}",
+            f"Exit: ticket {stay.id} from {stay.label}",
             source=source,
             spot_id=stay.spot_id,
-            spot_label=label,
+            spot_label=stay.label,
             stay_id=stay.id,
             data={"minutes": int((now - stay.entered_at).total_seconds() // 60)},
         )
-        return ExitResult(stay.id, label, level, stay.entered_at, now)
+        return ExitResult(stay.id, stay.label, stay.level, stay.entered_at, now)
 
     result = site.db.write(work)
     if isinstance(result, TicketError):
