@@ -20,8 +20,6 @@ class SpotRow:
     label: str
     level: str
     size: int
-    version: int
-    has_neighbour: bool = False
 
 
 @dataclass(frozen=True)

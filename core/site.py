@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.allocation import SpotRow
 from core.clock import Clock, SystemClock
 from core.config import Settings, load_settings
 from core.errors import ConfigError
@@ -30,6 +31,7 @@ from core.storage.models import SigningKey, Spot
 from core.ticket_codes import KeyRing
 
 KEYRING_TTL_SECONDS = 30.0
+SPOTS_TTL_SECONDS = 30.0
 
 
 def _read_or_create_secret(path: Path) -> bytes:
@@ -66,6 +68,8 @@ class Site:
     master_secret: bytes = field(repr=False)
     _keyring: KeyRing | None = field(default=None, repr=False)
     _keyring_loaded: float = field(default=0.0, repr=False)
+    _spots: tuple[SpotRow, ...] | None = field(default=None, repr=False)
+    _spots_loaded: float = field(default=0.0, repr=False)
 
     @property
     def id(self) -> str:
@@ -108,6 +112,22 @@ class Site:
             self._keyring = KeyRing.build(self.master_secret, self.id, rows)
             self._keyring_loaded = time.monotonic()
         return self._keyring
+
+    def in_service_spots(self, session: Session, refresh: bool = False) -> tuple[SpotRow, ...]:
+        """The site's spots in service, cached for `SPOTS_TTL_SECONDS`: they
+        change only on layout loads and out-of-service marks. Only used to
+        pick candidates; `take_spot` re-checks each one in the database."""
+        stale = time.monotonic() - self._spots_loaded > SPOTS_TTL_SECONDS
+        if self._spots is None or refresh or stale:
+            from core.services.claims import load_in_service_spots
+
+            self._spots = load_in_service_spots(session, self.id)
+            self._spots_loaded = time.monotonic()
+        return self._spots
+
+    def forget_spots(self) -> None:
+        """Drop the cached spot list (after this process changed the layout)."""
+        self._spots = None
 
     def close(self) -> None:
         self.db.dispose()

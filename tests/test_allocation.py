@@ -12,7 +12,7 @@ END = NOW + timedelta(hours=2)
 
 
 def spot(id_: int, size: int) -> SpotRow:
-    return SpotRow(id_, f"S{id_}", "L1", size, 0)
+    return SpotRow(id_, f"S{id_}", "L1", size)
 
 
 def hours(a: float, b: float) -> Interval:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -13,7 +14,8 @@ from core import services as lk
 from core.clock import FixedClock
 from core.domain import ClaimKind, Size
 from core.errors import InvalidInput, LotFull
-from core.services.claims import add_claim, free_spots, take_spot
+from core.layout import LotLayout
+from core.services.claims import add_claim, claim_best_spot, take_spot
 from core.site import Site
 from core.storage.models import Claim, Stay
 
@@ -83,26 +85,14 @@ def test_exit_frees_the_spot_by_cutting_the_claim(site: Site, clock: FixedClock)
 def claim_directly(
     site: Site, kind: ClaimKind, start: timedelta, hours: float, expires: timedelta | None = None
 ) -> None:
-    """Put a hold or reservation on the lot's first smallest spot, the way the
-    reservation service (next issue) will: through take_spot."""
+    """Put a hold or reservation on the best free small spot, the way the
+    reservation service (next issue) will: through claim_best_spot."""
     now = site.clock.now()
+    begin, end = now + start, now + start + timedelta(hours=hours)
+    expires_at = None if expires is None else now + expires
 
     def work(session):  # type: ignore[no-untyped-def]
-        free = free_spots(
-            session, site.id, Size.SMALL, now + start, now + start + timedelta(hours=hours), now
-        )
-        spot = min(free, key=lambda s: (s.size, s.id))
-        assert take_spot(session, spot.id, spot.version)
-        add_claim(
-            session,
-            site.id,
-            spot.id,
-            kind,
-            now + start,
-            now + start + timedelta(hours=hours),
-            now,
-            expires_at=None if expires is None else now + expires,
-        )
+        assert claim_best_spot(session, site, Size.SMALL, kind, begin, end, now, expires_at)
 
     site.db.write(work)
 
@@ -189,19 +179,11 @@ def test_best_fit_fills_the_smallest_gap_before_future_reservations(
         # reserve the named spot directly, as the reservation service will
 
         def work(session, label=label, start=start):  # type: ignore[no-untyped-def]
-            free = free_spots(session, site.id, Size.SMALL, now, now + timedelta(hours=40), now)
-            spot = next(s for s in free if s.label == label)
-            assert take_spot(session, spot.id, spot.version)
-            start_at = now + timedelta(hours=start)
-            add_claim(
-                session,
-                site.id,
-                spot.id,
-                ClaimKind.RESERVATION,
-                start_at,
-                start_at + timedelta(hours=2),
-                now,
-            )
+            spot = next(s for s in site.in_service_spots(session) if s.label == label)
+            begin = now + timedelta(hours=start)
+            end = begin + timedelta(hours=2)
+            assert take_spot(session, site.id, spot.id, Size.SMALL, begin, end, now)
+            add_claim(session, site.id, spot.id, ClaimKind.RESERVATION, begin, end, now)
 
         site.db.write(work)
     # 1S02's reservation starts 1 h after the 24 h walk-in window: least gap.
@@ -209,3 +191,65 @@ def test_best_fit_fills_the_smallest_gap_before_future_reservations(
     assert lk.enter(site, "small").spot_label == "1S01"
     assert lk.enter(site, "small").spot_label == "1S03"
     assert overlapping_claims(site) == []
+
+
+def test_take_spot_refuses_a_window_that_overlaps_a_live_claim(
+    make_site: SiteFactory, clock: FixedClock
+) -> None:
+    site = make_site(make_layout(small=1))
+    ticket = lk.enter(site, "small")
+    now = clock.now()
+
+    def work(session):  # type: ignore[no-untyped-def]
+        (spot,) = site.in_service_spots(session)
+        overlapping = take_spot(
+            session, site.id, spot.id, 1, now + timedelta(hours=2), now + timedelta(hours=3), now
+        )
+        after = take_spot(
+            session,
+            site.id,
+            spot.id,
+            1,
+            ticket.max_stay_until,
+            ticket.max_stay_until + timedelta(hours=1),
+            now,
+        )
+        too_big = take_spot(
+            session,
+            site.id,
+            spot.id,
+            2,
+            ticket.max_stay_until,
+            ticket.max_stay_until + timedelta(hours=1),
+            now,
+        )
+        return overlapping, after, too_big
+
+    assert site.db.write(work) == (False, True, False)
+
+
+def _with(layout: LotLayout, **changes: dict[str, object]) -> LotLayout:
+    """The layout with some spots changed, by label."""
+    spots = [replace(s, **changes.get(s.label, {})) for s in layout.spots]  # type: ignore[arg-type]
+    return replace(layout, spots=tuple(spots))
+
+
+def test_stale_spot_list_never_allocates_an_out_of_service_spot(make_site: SiteFactory) -> None:
+    layout = make_layout(small=1, medium=1)
+    console = make_site(layout)
+    kiosk = make_site()  # another process, with its own cached spot list
+    first = lk.enter(kiosk, "small")
+    assert first.spot_label == "1S01"
+    lk.exit(kiosk, first.code)
+    lk.load_layout(console, _with(layout, **{"1S01": {"out_of_service": True}}))
+    assert lk.enter(kiosk, "small").spot_label == "1M01"
+    with pytest.raises(LotFull):
+        lk.enter(kiosk, "small")
+
+
+def test_stale_spot_list_is_refreshed_before_refusing_entry(make_site: SiteFactory) -> None:
+    console = make_site(make_layout(small=1))
+    kiosk = make_site()
+    lk.enter(kiosk, "small")  # the kiosk now knows one spot, and it is taken
+    lk.load_layout(console, make_layout(small=2))
+    assert lk.enter(kiosk, "small").spot_label == "1S02"

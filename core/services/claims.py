@@ -1,21 +1,37 @@
 """The claims invariant, in one place: how live claims are read and how a new
-claim takes its spot. Every claim insert goes through `take_spot`."""
+claim takes its spot. Every claim insert goes through `take_spot`.
+
+`take_spot` is lock-then-verify: a conditional UPDATE on the spot row (still
+in service, still big enough) must touch one row, which locks it until
+commit; then a fresh statement checks that no live claim overlaps the window.
+Every claim insert holds that lock until it commits, so the check cannot be
+stale: on MariaDB (READ COMMITTED) the check sees every earlier commit and no
+later insert can start; on SQLite (BEGIN IMMEDIATE) writers run one at a time.
+Choosing *which* spot to try may use slightly stale data (the per-process
+spot list, a busy list read a moment earlier); deciding never does.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, bindparam, exists, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from core.allocation import Interval, SpotRow
-from core.domain import ClaimKind
-from core.storage.database import rows_touched
+from core.allocation import Interval, SpotRow, rank_spots
+from core.domain import ClaimKind, Size
+from core.site import Site
+from core.storage.database import Conflict, rows_touched
 from core.storage.models import claims_table, spots_table
 
 C = claims_table.c
 S = spots_table.c
+
+# Spots tried per pass before re-reading the lot; losing a race for one spot
+# means another kiosk just took it, and the next best is usually still free.
+TRIES_PER_PASS = 6
 
 
 def is_live(now: datetime) -> ColumnElement[bool]:
@@ -26,73 +42,73 @@ def is_live(now: datetime) -> ColumnElement[bool]:
 
 # Hot-path statements are built once; only their parameters change.
 _LIVE = and_(C.cancelled_at.is_(None), or_(C.expires_at.is_(None), C.expires_at > bindparam("now")))
-_HAS_NEIGHBOUR = (
-    exists()
-    .where(C.site_id == bindparam("site"), C.spot_id == S.id, C.ends_at > bindparam("now"), _LIVE)
-    .label("has_neighbour")
-)
-_FREE_SPOTS = (
-    select(S.id, S.label, S.level, S.size, S.version, _HAS_NEIGHBOUR)
-    .where(
-        S.site_id == bindparam("site"),
-        S.removed.is_(False),
-        S.out_of_service.is_(False),
-        S.size >= bindparam("size"),
-        ~exists().where(
-            C.site_id == bindparam("site"),
-            C.spot_id == S.id,
-            C.ends_at > bindparam("start"),
-            C.starts_at < bindparam("end"),
-            _LIVE,
-        ),
-    )
-    .order_by(S.size, _HAS_NEIGHBOUR.desc())
-    .limit(bindparam("limit"))
-)
+_OVERLAPS = and_(C.ends_at > bindparam("start"), C.starts_at < bindparam("end"))
+# One row however full the lot: the spots a live claim makes unusable for the
+# window, and the spots with a live claim beside the window (for best fit).
+_BUSY = select(
+    func.group_concat(case((_OVERLAPS, C.spot_id))),
+    func.group_concat(case((~_OVERLAPS, C.spot_id))),
+).where(C.site_id == bindparam("site"), C.ends_at > bindparam("now"), _LIVE)
 _NEIGHBOURS = select(C.spot_id, C.starts_at, C.ends_at).where(
     C.site_id == bindparam("site"),
     C.spot_id.in_(bindparam("spots", expanding=True)),
     C.ends_at > bindparam("now"),
     _LIVE,
 )
-_TAKE_SPOT = (
+_LOCK_SPOT = (
     update(spots_table)
     .where(
-        S.id == bindparam("spot"),
-        S.version == bindparam("seen"),
+        S.id == bindparam("b_spot"),
+        S.site_id == bindparam("b_site"),
+        S.size >= bindparam("b_size"),
         S.out_of_service.is_(False),
         S.removed.is_(False),
     )
     .values(version=S.version + 1)
 )
+_CLASH = (
+    select(C.id)
+    .where(C.site_id == bindparam("site"), C.spot_id == bindparam("spot"), _OVERLAPS, _LIVE)
+    .limit(1)
+)
+_IN_SERVICE = select(S.id, S.label, S.level, S.size).where(
+    S.site_id == bindparam("site"), S.removed.is_(False), S.out_of_service.is_(False)
+)
 
 
-def free_spots(
-    session: Session,
-    site_id: str,
-    min_size: int,
-    start: datetime,
-    end: datetime,
-    now: datetime,
-    limit: int = 64,
-) -> list[SpotRow]:
-    """Spots in service, of `min_size` or larger, with no live claim
-    overlapping [start, end): smallest size first and, within a size, spots
-    with a neighbouring live claim first; at most `limit`. One statement, so
-    each spot's version and its claims are read from the same snapshot."""
+def load_in_service_spots(session: Session, site_id: str) -> tuple[SpotRow, ...]:
+    """Every spot of the site that is in service (for `Site.in_service_spots`)."""
+    return tuple(SpotRow(*row) for row in session.execute(_IN_SERVICE, {"site": site_id}))
+
+
+def _ids(joined: str | None) -> set[int]:
+    return {int(i) for i in joined.split(",")} if joined else set()
+
+
+def busy_spots(
+    session: Session, site_id: str, start: datetime, end: datetime, now: datetime
+) -> tuple[set[int], set[int]]:
+    """(spots with a live claim overlapping [start, end), spots with a live
+    claim that does not). Past claims never match the (site_id, ends_at)
+    index range, so history does not slow this down."""
+    row = session.execute(_BUSY, {"site": site_id, "start": start, "end": end, "now": now}).one()
+    return _ids(row[0]), _ids(row[1])
+
+
+def spots_with_live_claims(session: Session, site_id: str, now: datetime) -> set[int]:
+    """Spots that have a car, hold or reservation now or later."""
     rows = session.execute(
-        _FREE_SPOTS,
-        {"site": site_id, "size": min_size, "start": start, "end": end, "now": now, "limit": limit},
+        select(C.spot_id).distinct().where(C.site_id == site_id, C.ends_at > now, is_live(now))
     )
-    return [SpotRow(*row) for row in rows]
+    return set(rows.scalars())
 
 
 def neighbour_claims(
-    session: Session, site_id: str, spots: list[SpotRow], now: datetime
+    session: Session, site_id: str, spot_ids: Iterable[int], now: datetime
 ) -> dict[int, list[Interval]]:
-    """The live claims around the free `spots` that have any (for a walk-in:
-    future reservations and holds); they rank spots by the gap they leave."""
-    wanted = [spot.id for spot in spots if spot.has_neighbour]
+    """The live claims on `spot_ids`, per spot; they rank spots by the gap a
+    new claim would leave next to them."""
+    wanted = list(spot_ids)
     by_spot: dict[int, list[Interval]] = defaultdict(list)
     if not wanted:
         return by_spot
@@ -102,25 +118,34 @@ def neighbour_claims(
     return by_spot
 
 
-def live_intervals(session: Session, site_id: str, now: datetime) -> dict[int, list[Interval]]:
-    """Live claims that have not ended, per spot. Past claims never match the
-    (site_id, ends_at) index range, so history does not slow this down."""
-    rows = session.execute(
-        select(C.spot_id, C.starts_at, C.ends_at).where(
-            C.site_id == site_id, C.ends_at > now, is_live(now)
-        )
+def _lock_spot(session: Session, site_id: str, spot_id: int, min_size: int) -> bool:
+    """Lock the spot row if it is in service and at least `min_size`."""
+    params = {"b_site": site_id, "b_spot": spot_id, "b_size": min_size}
+    return rows_touched(session.execute(_LOCK_SPOT, params)) == 1
+
+
+def _clashes(
+    session: Session, site_id: str, spot_id: int, start: datetime, end: datetime, now: datetime
+) -> bool:
+    params = {"site": site_id, "spot": spot_id, "start": start, "end": end, "now": now}
+    return session.execute(_CLASH, params).first() is not None
+
+
+def take_spot(
+    session: Session,
+    site_id: str,
+    spot_id: int,
+    min_size: int,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+) -> bool:
+    """Lock the spot for this transaction and say whether it is free for
+    [start, end). True means no other claim on it can overlap the window
+    until we commit. False leaves it locked (harmless) and unclaimed."""
+    return _lock_spot(session, site_id, spot_id, min_size) and not _clashes(
+        session, site_id, spot_id, start, end, now
     )
-    by_spot: dict[int, list[Interval]] = defaultdict(list)
-    for spot_id, starts_at, ends_at in rows:
-        by_spot[spot_id].append(Interval(starts_at, ends_at))
-    return by_spot
-
-
-def take_spot(session: Session, spot_id: int, version: int) -> bool:
-    """Lock the spot for this transaction if nothing changed it since its
-    `version` was read. True means no other claim can be added to the spot
-    until we commit, and none was added since we read its claims."""
-    return rows_touched(session.execute(_TAKE_SPOT, {"spot": spot_id, "seen": version})) == 1
 
 
 def add_claim(
@@ -146,3 +171,35 @@ def add_claim(
         )
     )
     return int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
+
+
+def claim_best_spot(
+    session: Session,
+    site: Site,
+    car: Size,
+    kind: ClaimKind,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    expires_at: datetime | None = None,
+) -> tuple[SpotRow, int] | None:
+    """Claim the best-fitting free spot for [start, end): returns the spot and
+    the new claim id, or None when no fitting spot is free for the window.
+    Raises `Conflict` (the unit of work reruns) if every candidate tried was
+    taken by another process in the meantime."""
+    for refresh in (False, True):
+        spots = site.in_service_spots(session, refresh=refresh)
+        busy, near = busy_spots(session, site.id, start, end, now)
+        free = [s for s in spots if s.size >= car and s.id not in busy]
+        if free:
+            break
+        # Before saying "full", make sure our spot list is not stale.
+    else:
+        return None
+    neighbours = neighbour_claims(session, site.id, (s.id for s in free if s.id in near), now)
+    for spot in rank_spots(free, neighbours, car, start, end, site.rng)[:TRIES_PER_PASS]:
+        if not _lock_spot(session, site.id, spot.id, car):
+            site.forget_spots()  # closed, removed or shrunk: our list is stale
+        elif not _clashes(session, site.id, spot.id, start, end, now):
+            return spot, add_claim(session, site.id, spot.id, kind, start, end, now, expires_at)
+    raise Conflict("every candidate spot was taken meanwhile")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from core.allocation import rank_spots
 from core.domain import ClaimKind, EventKind, ExitResult, Size, Ticket, normalize_plate
 from core.errors import (
     LotFull,
@@ -15,19 +14,15 @@ from core.errors import (
     TicketSignatureInvalid,
     TicketUnknown,
 )
-from core.services.claims import add_claim, free_spots, neighbour_claims, take_spot
+from core.services.claims import claim_best_spot
 from core.services.events import record_event
 from core.site import Site
-from core.storage.database import Conflict, rows_touched
+from core.storage.database import rows_touched
 from core.storage.models import claims_table, spots_table, stays_table
 from core.ticket_codes import ShortCode, SignedCode, parse_code
 
 S = spots_table.c
 T = stays_table.c
-
-# Spots tried per pass before re-reading the lot; losing a race for one spot
-# means another kiosk just took it, and the next best is usually still free.
-TRIES_PER_PASS = 6
 
 
 def _source(kiosk: str) -> str:
@@ -47,10 +42,8 @@ def enter(site: Site, size: Size | str, plate: str | None = None, kiosk: str = "
     def work(session: Session) -> Ticket | LotFull:
         now = site.clock.now()
         until = now + site.max_stay
-        spots = free_spots(session, site.id, car, now, until, now)
-        neighbours = neighbour_claims(session, site.id, spots, now)
-        ranked = rank_spots(spots, neighbours, car, now, until, site.rng)
-        if not ranked:
+        taken = claim_best_spot(session, site, car, ClaimKind.STAY, now, until, now)
+        if taken is None:
             refusal = LotFull(car.label)
             record_event(
                 session,
@@ -62,12 +55,7 @@ def enter(site: Site, size: Size | str, plate: str | None = None, kiosk: str = "
                 data={"size": car.label, "plate": plate},
             )
             return refusal
-        spot = next(
-            (s for s in ranked[:TRIES_PER_PASS] if take_spot(session, s.id, s.version)), None
-        )
-        if spot is None:
-            raise Conflict("every candidate spot was taken meanwhile")
-        claim_id = add_claim(session, site.id, spot.id, ClaimKind.STAY, now, until, now)
+        spot, claim_id = taken
         stay_id = int(
             session.execute(
                 insert(stays_table).values(

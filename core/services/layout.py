@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from core.domain import EventKind, LayoutResult
 from core.errors import LayoutError
 from core.layout import LotLayout, SpotSpec, read_layout
-from core.services.claims import live_intervals
+from core.services.claims import spots_with_live_claims
 from core.services.events import record_event
 from core.site import Site
 from core.storage.database import Conflict, rows_touched
@@ -51,11 +51,12 @@ def load_layout(site: Site, layout: LotLayout, source: str = "") -> LayoutResult
 
     def work(session: Session) -> LayoutResult:
         now = site.clock.now()
-        # Spots (with versions) first, then claims: see take_spot().
+        # Spots (with versions) first, then claims: a claim added in between
+        # bumped its spot's version, and the conditional update below fails.
         existing = {
             s.label: s for s in session.scalars(select(Spot).where(Spot.site_id == site.id))
         }
-        claimed = live_intervals(session, site.id, now)
+        claimed = spots_with_live_claims(session, site.id, now)
         wanted = {spec.label: spec for spec in layout.spots}
         added: list[str] = []
         updated: list[str] = []
@@ -113,7 +114,9 @@ def load_layout(site: Site, layout: LotLayout, source: str = "") -> LayoutResult
             )
         return result
 
-    return site.db.write(work)
+    result = site.db.write(work)
+    site.forget_spots()
+    return result
 
 
 def load_layout_file(site: Site, path: str | Path, source: str = "") -> LayoutResult:

@@ -95,8 +95,8 @@ class Spot(Base):
     ev: Mapped[bool] = mapped_column(Boolean, default=False)
     out_of_service: Mapped[bool] = mapped_column(Boolean, default=False)
     removed: Mapped[bool] = mapped_column(Boolean, default=False)
-    # Bumped by every change that adds a claim or changes the spot: taking a
-    # spot is a conditional UPDATE on (id, version) that must touch one row.
+    # Bumped whenever a claim is added (take_spot locks the row this way) or
+    # the spot changes, so a layout load can tell that it raced with either.
     version: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
