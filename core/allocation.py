@@ -8,6 +8,7 @@ the same moment rarely race for the same spot.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,17 +54,29 @@ def rank_spots(
     start: datetime,
     end: datetime,
     rng: random.Random,
+    best: int | None = None,
 ) -> list[SpotRow]:
-    """The spots free for [start, end) that fit `car_size`, best first."""
-    ranked: list[tuple[tuple[int, int, float, float], SpotRow]] = []
+    """The spots free for [start, end) that fit `car_size`, best first; only
+    the `best` first ones when given (what a caller will actually try)."""
+    ranked: list[tuple[tuple[int, int, float], SpotRow]] = []
     for spot in spots:
         if spot.size < car_size:
             continue
         spot_claims = claims.get(spot.id, ())
         if any(c.overlaps(start, end) for c in spot_claims):
             continue
-        gap = gap_seconds(spot_claims, start, end)
-        key = (spot.size, 0 if gap is not None else 1, gap or 0.0, rng.random())
-        ranked.append((key, spot))
+        gap = gap_seconds(spot_claims, start, end) if spot_claims else None
+        ranked.append(((spot.size, 0 if gap is not None else 1, gap or 0.0), spot))
     ranked.sort(key=lambda item: item[0])
-    return [spot for _, spot in ranked]
+    # Equally good spots in random order; with `best`, only as many as needed.
+    chosen: list[SpotRow] = []
+    for _, group in itertools.groupby(ranked, key=lambda item: item[0]):
+        members = [spot for _, spot in group]
+        if best is None:
+            rng.shuffle(members)
+            chosen.extend(members)
+            continue
+        chosen.extend(rng.sample(members, min(best - len(chosen), len(members))))
+        if len(chosen) >= best:
+            break
+    return chosen

@@ -197,7 +197,7 @@ def claim_best_spot(
     else:
         return None
     neighbours = neighbour_claims(session, site.id, (s.id for s in free if s.id in near), now)
-    for spot in rank_spots(free, neighbours, car, start, end, site.rng)[:TRIES_PER_PASS]:
+    for spot in rank_spots(free, neighbours, car, start, end, site.rng, best=TRIES_PER_PASS):
         if not _lock_spot(session, site.id, spot.id, car):
             site.forget_spots()  # closed, removed or shrunk: our list is stale
         elif not _clashes(session, site.id, spot.id, start, end, now):
