@@ -124,3 +124,37 @@ def test_console_script_is_installed(data_dir: Path) -> None:
     result = subprocess.run([exe, "status", "--json"], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["sizes"][1]["total"] == 315
+
+
+def test_events_follow_prints_what_another_process_does(data_dir: Path) -> None:
+    import selectors
+    import time
+
+    run("status")  # first start: create and seed the lot
+    beside_python = Path(sys.executable).parent / "lotkeeper"
+    follower = subprocess.Popen(
+        [str(beside_python), "events", "--follow", "--json", "--limit", "1", "--interval", "0.05"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert follower.stdout is not None
+    selector = selectors.DefaultSelector()
+    selector.register(follower.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + 30
+
+    def next_event() -> dict[str, object]:
+        while time.monotonic() < deadline:
+            if selector.select(timeout=deadline - time.monotonic()):
+                return dict(json.loads(follower.stdout.readline()))  # type: ignore[union-attr]
+        raise AssertionError("the follower printed nothing")
+
+    try:
+        # The newest event first: the follower is running and has its cursor.
+        assert next_event()["kind"] == "lot_loaded"
+        assert run("enter", "--size", "small", "--plate", "FOLLOW1")[0] == 0
+        event = next_event()
+        assert event["kind"] == "entry"
+        assert event["data"] == {"plate": "FOLLOW1", "size": "small", "spot_size": "small"}
+    finally:
+        follower.terminate()
+        follower.wait(timeout=10)
