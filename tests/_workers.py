@@ -67,3 +67,17 @@ def exit_all(
     except Exception:
         errors.append(traceback.format_exc())
     results.put((exited, used, errors))
+
+
+def first_start(data_dir: str, barrier: Any, results: Any) -> None:
+    """Open the embedded default at the same moment as other processes."""
+    errors: list[str] = []
+    total = 0
+    try:
+        barrier.wait()
+        site = open_site(load_settings(paths={"data_dir": data_dir}))
+        total = lk.availability(site).total
+        site.close()
+    except Exception:
+        errors.append(traceback.format_exc())
+    results.put((total, errors))

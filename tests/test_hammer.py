@@ -83,3 +83,20 @@ def test_hammer_each_ticket_exits_exactly_once(
     assert set(exits.values()) == {1}
     assert sum(used for _, used, _ in results) == 50 * (PROCESSES - 1)
     assert lk.availability(site).free == 50
+
+
+def test_processes_starting_together_on_a_new_embedded_default(tmp_path: Path) -> None:
+    """Kiosks and the console booting at once: one migration, one secret, one
+    seeded lot, and every process up."""
+    from core.config import load_settings
+    from core.site import open_site
+
+    results = run_processes(_workers.first_start, [(str(tmp_path),) for _ in range(6)])
+    assert [errors for _, errors in results] == [[]] * 6
+    assert [total for total, _ in results] == [450] * 6
+    site = open_site(load_settings(paths={"data_dir": str(tmp_path)}))
+    try:
+        assert [e.kind for e in lk.recent_events(site).events] == ["lot_loaded"]
+        assert len(lk.snapshot(site).spots) == 450
+    finally:
+        site.close()
