@@ -16,7 +16,6 @@ from core.domain import Availability, Event, Size
 from core.errors import LotkeeperError
 
 EXIT_ERROR = 1
-EXIT_USAGE = 2
 
 
 def _settings(args: argparse.Namespace) -> Settings:
