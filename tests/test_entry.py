@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from conftest import SiteFactory, make_layout
@@ -202,28 +202,15 @@ def test_take_spot_refuses_a_window_that_overlaps_a_live_claim(
 
     def work(session):  # type: ignore[no-untyped-def]
         (spot,) = site.in_service_spots(session)
-        overlapping = take_spot(
-            session, site.id, spot.id, 1, now + timedelta(hours=2), now + timedelta(hours=3), now
-        )
-        after = take_spot(
-            session,
-            site.id,
-            spot.id,
-            1,
-            ticket.max_stay_until,
-            ticket.max_stay_until + timedelta(hours=1),
-            now,
-        )
-        too_big = take_spot(
-            session,
-            site.id,
-            spot.id,
-            2,
-            ticket.max_stay_until,
-            ticket.max_stay_until + timedelta(hours=1),
-            now,
-        )
-        return overlapping, after, too_big
+
+        def take(size: int, begin: datetime) -> bool:
+            end = begin + timedelta(hours=1)
+            return take_spot(session, site.id, spot.id, size, begin, end, now)
+
+        during_stay = take(1, now + timedelta(hours=2))
+        after_stay = take(1, ticket.max_stay_until)
+        too_big_after_stay = take(2, ticket.max_stay_until)
+        return during_stay, after_stay, too_big_after_stay
 
     assert site.db.write(work) == (False, True, False)
 
