@@ -8,8 +8,8 @@ the same moment rarely race for the same spot.
 
 from __future__ import annotations
 
-import itertools
 import random
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -58,20 +58,25 @@ def rank_spots(
 ) -> list[SpotRow]:
     """The spots free for [start, end) that fit `car_size`, best first; only
     the `best` first ones when given (what a caller will actually try)."""
-    ranked: list[tuple[tuple[int, int, float], SpotRow]] = []
+    # Spots grouped by how good they are: (size, 0 if it has neighbouring
+    # claims else 1, gap). Most spots have no claim at all, so they cost a
+    # dict lookup each; only spots with claims get their gap worked out.
+    groups: dict[tuple[int, int, float], list[SpotRow]] = defaultdict(list)
     for spot in spots:
         if spot.size < car_size:
             continue
-        spot_claims = claims.get(spot.id, ())
+        spot_claims = claims.get(spot.id)
+        if not spot_claims:
+            groups[(spot.size, 1, 0.0)].append(spot)
+            continue
         if any(c.overlaps(start, end) for c in spot_claims):
             continue
-        gap = gap_seconds(spot_claims, start, end) if spot_claims else None
-        ranked.append(((spot.size, 0 if gap is not None else 1, gap or 0.0), spot))
-    ranked.sort(key=lambda item: item[0])
+        gap = gap_seconds(spot_claims, start, end)
+        groups[(spot.size, 0, gap) if gap is not None else (spot.size, 1, 0.0)].append(spot)
     # Equally good spots in random order; with `best`, only as many as needed.
     chosen: list[SpotRow] = []
-    for _, group in itertools.groupby(ranked, key=lambda item: item[0]):
-        members = [spot for _, spot in group]
+    for key in sorted(groups):
+        members = groups[key]
         if best is None:
             rng.shuffle(members)
             chosen.extend(members)

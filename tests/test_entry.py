@@ -15,7 +15,7 @@ from core.clock import FixedClock
 from core.domain import ClaimKind, Size
 from core.errors import InvalidInput, LotFull
 from core.layout import LotLayout
-from core.services.claims import add_claim, claim_best_spot, take_spot
+from core.services.claims import claim_best_spot, take_spot
 from core.site import Site
 from core.storage.models import Claim, Stay
 
@@ -182,8 +182,8 @@ def test_best_fit_fills_the_smallest_gap_before_future_reservations(
             spot = next(s for s in site.in_service_spots(session) if s.label == label)
             begin = now + timedelta(hours=start)
             end = begin + timedelta(hours=2)
-            assert take_spot(session, site.id, spot.id, Size.SMALL, begin, end, now)
-            add_claim(session, site.id, spot.id, ClaimKind.RESERVATION, begin, end, now)
+            kind = ClaimKind.RESERVATION
+            assert take_spot(session, site.id, spot.id, Size.SMALL, kind, begin, end, now)
 
         site.db.write(work)
     # 1S02's reservation starts 1 h after the 24 h walk-in window: least gap.
@@ -205,7 +205,8 @@ def test_take_spot_refuses_a_window_that_overlaps_a_live_claim(
 
         def take(size: int, begin: datetime) -> bool:
             end = begin + timedelta(hours=1)
-            return take_spot(session, site.id, spot.id, size, begin, end, now)
+            kind = ClaimKind.RESERVATION
+            return take_spot(session, site.id, spot.id, size, kind, begin, end, now) is not None
 
         during_stay = take(1, now + timedelta(hours=2))
         after_stay = take(1, ticket.max_stay_until)

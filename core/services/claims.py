@@ -3,10 +3,11 @@ claim takes its spot. Every claim insert goes through `take_spot`.
 
 `take_spot` is lock-then-verify: a conditional UPDATE on the spot row (still
 in service, still big enough) must touch one row, which locks it until
-commit; then a fresh statement checks that no live claim overlaps the window.
-Every claim insert holds that lock until it commits, so the check cannot be
-stale: on MariaDB (READ COMMITTED) the check sees every earlier commit and no
-later insert can start; on SQLite (BEGIN IMMEDIATE) writers run one at a time.
+commit; then a fresh statement inserts the claim only if no live claim
+overlaps the window (INSERT ... SELECT ... WHERE NOT EXISTS). Every claim
+insert holds that lock until it commits, so the check cannot be stale: on
+MariaDB (READ COMMITTED) the check sees every earlier commit and no later
+insert can start; on SQLite (BEGIN IMMEDIATE) writers run one at a time.
 Choosing *which* spot to try may use slightly stale data (the per-process
 spot list, a busy list read a moment earlier); deciding never does.
 """
@@ -16,8 +17,21 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from core.allocation import Interval, SpotRow, rank_spots
@@ -66,10 +80,24 @@ _LOCK_SPOT = (
     )
     .values(version=S.version + 1)
 )
-_CLASH = (
-    select(C.id)
-    .where(C.site_id == bindparam("site"), C.spot_id == bindparam("spot"), _OVERLAPS, _LIVE)
-    .limit(1)
+# The verify half of lock-then-verify and the insert, in one statement: a
+# claim row unless a live claim on the spot overlaps the window. A new
+# statement, so on MariaDB (READ COMMITTED) it sees every commit made before
+# the spot lock was granted.
+_CLASH = select(C.id).where(
+    C.site_id == bindparam("site"), C.spot_id == bindparam("spot"), _OVERLAPS, _LIVE
+)
+_INSERT_IF_CLEAR = insert(claims_table).from_select(
+    ["site_id", "spot_id", "kind", "starts_at", "ends_at", "expires_at", "created_at"],
+    select(
+        bindparam("site", type_=C.site_id.type),
+        bindparam("spot", type_=C.spot_id.type),
+        bindparam("kind", type_=C.kind.type),
+        bindparam("start", type_=C.starts_at.type),
+        bindparam("end", type_=C.ends_at.type),
+        bindparam("expires", type_=C.expires_at.type),
+        bindparam("now", type_=C.created_at.type),
+    ).where(~exists(_CLASH)),
 )
 _IN_SERVICE = select(S.id, S.label, S.level, S.size).where(
     S.site_id == bindparam("site"), S.removed.is_(False), S.out_of_service.is_(False)
@@ -124,11 +152,29 @@ def _lock_spot(session: Session, site_id: str, spot_id: int, min_size: int) -> b
     return rows_touched(session.execute(_LOCK_SPOT, params)) == 1
 
 
-def _clashes(
-    session: Session, site_id: str, spot_id: int, start: datetime, end: datetime, now: datetime
-) -> bool:
-    params = {"site": site_id, "spot": spot_id, "start": start, "end": end, "now": now}
-    return session.execute(_CLASH, params).first() is not None
+def _insert_if_clear(
+    session: Session,
+    site_id: str,
+    spot_id: int,
+    kind: ClaimKind,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    expires_at: datetime | None,
+) -> int | None:
+    """Insert the claim unless a live claim on the spot overlaps the window;
+    the new claim's id, or None. Only ever run with the spot row locked."""
+    params = {
+        "site": site_id,
+        "spot": spot_id,
+        "kind": kind.value,
+        "start": start,
+        "end": end,
+        "now": now,
+        "expires": expires_at,
+    }
+    result = cast(CursorResult[Any], session.execute(_INSERT_IF_CLEAR, params))
+    return int(result.lastrowid) if result.rowcount == 1 else None
 
 
 def take_spot(
@@ -136,41 +182,19 @@ def take_spot(
     site_id: str,
     spot_id: int,
     min_size: int,
+    kind: ClaimKind,
     start: datetime,
     end: datetime,
     now: datetime,
-) -> bool:
-    """Lock the spot for this transaction and say whether it is free for
-    [start, end). True means no other claim on it can overlap the window
-    until we commit. False leaves it locked (harmless) and unclaimed."""
-    return _lock_spot(session, site_id, spot_id, min_size) and not _clashes(
-        session, site_id, spot_id, start, end, now
-    )
-
-
-def add_claim(
-    session: Session,
-    site_id: str,
-    spot_id: int,
-    kind: ClaimKind,
-    starts_at: datetime,
-    ends_at: datetime,
-    now: datetime,
     expires_at: datetime | None = None,
-) -> int:
-    """Insert a claim on a spot that `take_spot` locked in this transaction."""
-    result = session.execute(
-        insert(claims_table).values(
-            site_id=site_id,
-            spot_id=spot_id,
-            kind=kind.value,
-            starts_at=starts_at,
-            ends_at=ends_at,
-            expires_at=expires_at,
-            created_at=now,
-        )
-    )
-    return int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
+) -> int | None:
+    """Claim the spot for [start, end) if it is in service, at least
+    `min_size` and free for the window: the new claim's id, or None. The only
+    way a claim is inserted. Lock-then-verify: the spot row stays locked until
+    commit, so no other claim on it can be checked or inserted meanwhile."""
+    if not _lock_spot(session, site_id, spot_id, min_size):
+        return None
+    return _insert_if_clear(session, site_id, spot_id, kind, start, end, now, expires_at)
 
 
 def claim_best_spot(
@@ -200,6 +224,8 @@ def claim_best_spot(
     for spot in rank_spots(free, neighbours, car, start, end, site.rng, best=TRIES_PER_PASS):
         if not _lock_spot(session, site.id, spot.id, car):
             site.forget_spots()  # closed, removed or shrunk: our list is stale
-        elif not _clashes(session, site.id, spot.id, start, end, now):
-            return spot, add_claim(session, site.id, spot.id, kind, start, end, now, expires_at)
+            continue
+        claim_id = _insert_if_clear(session, site.id, spot.id, kind, start, end, now, expires_at)
+        if claim_id is not None:
+            return spot, claim_id
     raise Conflict("every candidate spot was taken meanwhile")

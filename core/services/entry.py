@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.domain import ClaimKind, EventKind, ExitResult, Size, Ticket, normalize_plate
@@ -23,6 +23,25 @@ from core.ticket_codes import ShortCode, SignedCode, parse_code
 
 S = spots_table.c
 T = stays_table.c
+C = claims_table.c
+
+# Hot-path statements are built once; only their parameters change.
+_INSERT_STAY = insert(stays_table)
+_STAY_FOR_EXIT = (
+    select(T.id, T.claim_id, T.spot_id, T.key_id, T.entered_at, S.label, S.level)
+    .join_from(stays_table, spots_table, S.id == T.spot_id)
+    .where(T.id == bindparam("stay"), T.site_id == bindparam("site"))
+)
+_END_STAY = (
+    update(stays_table)
+    .where(T.id == bindparam("stay"), T.exited_at.is_(None))
+    .values(exited_at=bindparam("now"), exit_kiosk=bindparam("kiosk"))
+)
+_CUT_CLAIM = (
+    update(claims_table)
+    .where(C.id == bindparam("claim"), C.ends_at > bindparam("now"))
+    .values(ends_at=bindparam("now"))
+)
 
 
 def _source(kiosk: str) -> str:
@@ -58,17 +77,18 @@ def enter(site: Site, size: Size | str, plate: str | None = None, kiosk: str = "
         spot, claim_id = taken
         stay_id = int(
             session.execute(
-                insert(stays_table).values(
-                    site_id=site.id,
-                    claim_id=claim_id,
-                    spot_id=spot.id,
-                    car_size=int(car),
-                    plate=plate,
-                    key_id=keyring.active_id,
-                    entered_at=now,
-                    max_stay_until=until,
-                    entry_kiosk=source,
-                )
+                _INSERT_STAY,
+                {
+                    "site_id": site.id,
+                    "claim_id": claim_id,
+                    "spot_id": spot.id,
+                    "car_size": int(car),
+                    "plate": plate,
+                    "key_id": keyring.active_id,
+                    "entered_at": now,
+                    "max_stay_until": until,
+                    "entry_kiosk": source,
+                },
             ).inserted_primary_key[0]  # type: ignore[attr-defined]
         )
         code = keyring.sign(stay_id, int(now.timestamp()))
@@ -146,9 +166,7 @@ def exit(site: Site, code: str, kiosk: str = "") -> ExitResult:
     def work(session: Session) -> ExitResult | TicketError:
         now = site.clock.now()
         stay = session.execute(
-            select(T.id, T.claim_id, T.spot_id, T.key_id, T.entered_at, S.label, S.level)
-            .join_from(stays_table, spots_table, S.id == T.spot_id)
-            .where(T.id == parsed.ticket_id, T.site_id == site.id)
+            _STAY_FOR_EXIT, {"stay": parsed.ticket_id, "site": site.id}
         ).one_or_none()
         if stay is None:
             return TicketUnknown()
@@ -161,21 +179,13 @@ def exit(site: Site, code: str, kiosk: str = "") -> ExitResult:
                 return error
         elif parsed.key_id != stay.key_id or parsed.issued_at != int(stay.entered_at.timestamp()):
             return TicketSignatureInvalid()
-        ended = session.execute(
-            update(stays_table)
-            .where(T.id == stay.id, T.exited_at.is_(None))
-            .values(exited_at=now, exit_kiosk=source)
-        )
+        ended = session.execute(_END_STAY, {"stay": stay.id, "now": now, "kiosk": source})
         if rows_touched(ended) != 1:
             exited_at = session.scalar(select(T.exited_at).where(T.id == stay.id))
             return TicketAlreadyUsed(
                 site.describe_time(exited_at) if exited_at else "an earlier time"
             )
-        session.execute(
-            update(claims_table)
-            .where(claims_table.c.id == stay.claim_id, claims_table.c.ends_at > now)
-            .values(ends_at=now)
-        )
+        session.execute(_CUT_CLAIM, {"claim": stay.claim_id, "now": now})
         record_event(
             session,
             site.id,

@@ -26,6 +26,8 @@ from core.storage.models import EventRow, events_table
 
 GAP_TIMEOUT = timedelta(seconds=30)
 MAX_PENDING = 5000
+# Built once: the values come as parameters (every change writes one).
+_INSERT_EVENT = insert(events_table)
 
 
 def record_event(
@@ -43,17 +45,18 @@ def record_event(
 ) -> None:
     """Append an event inside the caller's transaction."""
     session.execute(
-        insert(events_table).values(
-            site_id=site_id,
-            at=at,
-            kind=str(kind),
-            source=source[:64],
-            spot_id=spot_id,
-            spot_label=spot_label,
-            stay_id=stay_id,
-            message=message[:255],
-            data=json.dumps(data or {}, sort_keys=True, default=str),
-        )
+        _INSERT_EVENT,
+        {
+            "site_id": site_id,
+            "at": at,
+            "kind": str(kind),
+            "source": source[:64],
+            "spot_id": spot_id,
+            "spot_label": spot_label,
+            "stay_id": stay_id,
+            "message": message[:255],
+            "data": json.dumps(data or {}, sort_keys=True, default=str),
+        },
     )
 
 
