@@ -6,9 +6,12 @@ import enum
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from core.errors import InvalidInput
+from core.payments.provider import PaymentStatus
+
+T = TypeVar("T")
 
 
 class Size(enum.IntEnum):
@@ -53,6 +56,7 @@ class SpotStatus(enum.StrEnum):
     HELD = "held"
     RESERVED = "reserved"
     OCCUPIED = "occupied"
+    OVERSTAY = "overstay"
     OUT_OF_SERVICE = "out_of_service"
 
 
@@ -64,6 +68,17 @@ class EventKind(enum.StrEnum):
     LOT_LOADED = "lot_loaded"
     KEY_ROTATED = "key_rotated"
     KEY_RETIRED = "key_retired"
+    PAYMENT = "payment"
+    PAYMENT_FAILED = "payment_failed"
+    REFUND = "refund"
+    HOLD = "hold"
+    HOLD_EXPIRED = "hold_expired"
+    RESERVATION_CONFIRMED = "reservation_confirmed"
+    RESERVATION_CANCELLED = "reservation_cancelled"
+    CHECK_IN = "check_in"
+    CHECK_IN_REFUSED = "check_in_refused"
+    NO_SHOW = "no_show"
+    OVERSTAY = "overstay"
 
 
 _PLATE_RE = re.compile(r"^[A-Z0-9][A-Z0-9 -]{0,14}$")
@@ -184,3 +199,71 @@ class LayoutResult:
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed)
+
+
+@dataclass(frozen=True)
+class Account:
+    id: int
+    name: str
+    email: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Vehicle:
+    plate: str
+    size: Size
+
+
+class PaymentPurpose(enum.StrEnum):
+    STAY = "stay"
+    LOST_TICKET = "lost_ticket"
+    RESERVATION = "reservation"
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A ledger row: a charge or a refund, and where it stands."""
+
+    id: int
+    kind: str  # "charge" or "refund"
+    purpose: str
+    amount: int  # minor units
+    currency: str
+    status: PaymentStatus
+    method: str  # "card" or "cash"
+    provider: str
+    simulated: bool
+    created_at: datetime
+    settled_at: datetime | None = None
+    card_brand: str | None = None
+    card_last4: str | None = None
+    failure_code: str | None = None
+    message: str | None = None  # why it failed, fit for a driver
+    reader_message: str | None = None  # live reader status while pending
+    stay_id: int | None = None
+    reservation_id: int | None = None
+    account_id: int | None = None
+    refund_of: int | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is PaymentStatus.SUCCEEDED
+
+    @property
+    def final(self) -> bool:
+        return self.status.final
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a newest-first listing."""
+
+    items: tuple[T, ...]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))

@@ -108,3 +108,96 @@ class TicketAlreadyUsed(TicketError):
             f"This ticket was already used to exit at {exited_at_text}. "
             "Each ticket opens the exit gate once."
         )
+
+
+class NotFound(LotkeeperError):
+    """An account, reservation or payment that does not exist (or is not
+    this account's to see)."""
+
+    code = "not_found"
+
+
+class EmailTaken(LotkeeperError):
+    code = "email_taken"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "An account with this email already exists. Sign in, or use another email."
+        )
+
+
+class SignInFailed(LotkeeperError):
+    """Wrong password and unknown email get this same answer."""
+
+    code = "sign_in_failed"
+
+    def __init__(self) -> None:
+        super().__init__("That email and password do not match an account. Please try again.")
+
+
+class SignInThrottled(LotkeeperError):
+    code = "sign_in_throttled"
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(
+            "Too many attempts to sign in with this email. "
+            f"Please wait {retry_after_seconds} seconds and try again."
+        )
+        self.retry_after_seconds = retry_after_seconds
+
+
+class PlateTaken(LotkeeperError):
+    code = "plate_taken"
+
+    def __init__(self, plate: str) -> None:
+        super().__init__(
+            f"The plate {plate} is registered to another account. "
+            "Please ask the attendant if it is yours."
+        )
+        self.plate = plate
+
+
+class PaymentRequired(LotkeeperError):
+    """The exit was refused: the stay has something left to pay."""
+
+    code = "payment_required"
+
+    def __init__(self, ticket_id: int, due_text: str) -> None:
+        super().__init__(f"Please pay {due_text} for this ticket before leaving.")
+        self.ticket_id = ticket_id
+        self.due_text = due_text
+
+
+class NothingToPay(LotkeeperError):
+    code = "nothing_to_pay"
+
+
+class PaymentUnavailable(LotkeeperError):
+    """The payment provider or reader cannot be reached. Nothing was charged
+    that the ledger does not know of: the attempt stays pending and the
+    reconciler settles it."""
+
+    code = "payment_unavailable"
+
+
+class RefundRefused(LotkeeperError):
+    code = "refund_refused"
+
+
+class WrongKindOfCode(TicketError):
+    """A reservation code at the exit, or a ticket at reservation check-in."""
+
+    reason = "wrong_kind"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class ReservationError(LotkeeperError):
+    """A reservation cannot be made, paid, changed or used. `code` says why."""
+
+    code = "reservation_error"
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

@@ -129,8 +129,10 @@ class Stay(Base):
 
     __tablename__ = "stays"
     __table_args__ = (
-        Index(None, "site_id", "exited_at"),
+        # Cars still inside, and among them those past their claim (overstays).
+        Index(None, "site_id", "exited_at", "max_stay_until"),
         Index(None, "site_id", "plate"),
+        Index(None, "site_id", "spot_id", "exited_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -145,6 +147,18 @@ class Stay(Base):
     entry_kiosk: Mapped[str] = mapped_column(String(64), default="")
     exited_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     exit_kiosk: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reservation_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    account_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # What the ledger says was paid for this stay, and until when the driver
+    # may exit without paying more (paid_at + the tariff's exit grace).
+    paid_amount: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    paid_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # A reservation's stay is prepaid until the reservation ends: parking is
+    # billed from then on.
+    billed_from: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    lost_ticket: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Set once, by a conditional UPDATE, when the overstay event is raised.
+    overstay_noted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class EventRow(Base):
@@ -165,9 +179,143 @@ class EventRow(Base):
     data: Mapped[str] = mapped_column(Text, default="{}")
 
 
+class Account(Base):
+    """A driver's account. `email` is stored lower-cased; the password only
+    as an Argon2id hash."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("site_id", "email"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(254))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins per email (known or not, so both answer alike)."""
+
+    __tablename__ = "sign_in_throttle"
+
+    site_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Vehicle(Base):
+    """A car registered to an account. A plate belongs to one account at a
+    time (the unique key decides)."""
+
+    __tablename__ = "vehicles"
+    __table_args__ = (UniqueConstraint("site_id", "plate"), Index(None, "site_id", "account_id"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    plate: Mapped[str] = mapped_column(String(16))
+    size: Mapped[int] = mapped_column(SmallInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Reservation(Base):
+    """An advance booking. Its claim is a `hold` until paid, then a
+    `reservation`; `state` moves held -> confirmed -> checked_in, or to
+    expired, cancelled or no_show, each by a conditional UPDATE."""
+
+    __tablename__ = "reservations"
+    __table_args__ = (
+        Index(None, "site_id", "account_id", "starts_at"),
+        Index(None, "site_id", "state", "starts_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    claim_id: Mapped[int] = mapped_column(ForeignKey("claims.id"), unique=True)
+    spot_id: Mapped[int] = mapped_column(ForeignKey("spots.id"))
+    car_size: Mapped[int] = mapped_column(SmallInteger)
+    plate: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    state: Mapped[str] = mapped_column(String(12))
+    hold_expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    price: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    key_id: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    stay_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Payment(Base):
+    """The ledger: one row per attempt to take or give back money, written
+    and committed before the provider is called, with the key the provider
+    gets. Only a `pending` row changes, once, to its final status."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        Index(None, "site_id", "status", "created_at"),
+        Index(None, "site_id", "account_id", "created_at"),
+        Index(None, "site_id", "stay_id"),
+        Index(None, "site_id", "reservation_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(String(32))
+    idempotency_key: Mapped[str] = mapped_column(String(80), unique=True)
+    kind: Mapped[str] = mapped_column(String(8))  # charge | refund
+    purpose: Mapped[str] = mapped_column(String(16))  # stay | lost_ticket | reservation
+    refund_of: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    stay_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    reservation_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    account_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    amount: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    method: Mapped[str] = mapped_column(String(8))  # card | cash
+    provider: Mapped[str] = mapped_column(String(24))
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(12))
+    provider_ref: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    card_brand: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    card_last4: Mapped[str | None] = mapped_column(String(4), nullable=True)
+    failure_code: Mapped[str | None] = mapped_column(String(48), nullable=True)
+    failure_message: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    source: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SimulatedCharge(Base):
+    """The simulated provider's own books, kept apart from the ledger (its
+    own transactions) so that a crash between the two looks like one with a
+    real provider, and the reconciler can be shown to work."""
+
+    __tablename__ = "simulated_charges"
+
+    idempotency_key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[str] = mapped_column(String(40), unique=True)
+    amount: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    card: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(12))
+    refunded: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 # Plain tables for the hot path: Core statements on these skip the ORM's
 # bulk-DML machinery, which costs more than the round trip itself.
 spots_table = cast(Table, Spot.__table__)
 claims_table = cast(Table, Claim.__table__)
 stays_table = cast(Table, Stay.__table__)
 events_table = cast(Table, EventRow.__table__)
+accounts_table = cast(Table, Account.__table__)
+reservations_table = cast(Table, Reservation.__table__)
+payments_table = cast(Table, Payment.__table__)
