@@ -11,10 +11,18 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from core.errors import ConfigError
@@ -96,6 +104,36 @@ class TicketSettings(_Section):
         return value
 
 
+class TariffSettings(_Section):
+    file: Path | None = None
+    """The tariff TOML file. Unset: the shipped `assets/tariff.toml`."""
+
+
+class PaymentSettings(_Section):
+    provider: Literal["simulated", "stripe-terminal"] = "simulated"
+    """`simulated` (the demo; labelled as such on screens and receipts) or
+    `stripe-terminal` (a server-driven Stripe Terminal reader)."""
+    stripe_api_key: SecretStr | None = None
+    stripe_reader_id: str | None = None
+    """The reader this kiosk drives (`tmr_...`)."""
+    stripe_api_base: str | None = None
+    """Unset: Stripe's own API. Set for a proxy or a local test server."""
+    max_network_retries: int = Field(default=2, ge=0, le=10)
+    reader_timeout_seconds: float = Field(default=90.0, gt=0, le=600)
+    """How long a driver has to present a card before the reader action is
+    cancelled."""
+    poll_interval_seconds: float = Field(default=1.0, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _stripe_needs_key_and_reader(self) -> PaymentSettings:
+        if self.provider == "stripe-terminal":
+            if self.stripe_api_key is None:
+                raise ValueError("stripe_api_key is required with provider = 'stripe-terminal'")
+            if not self.stripe_reader_id:
+                raise ValueError("stripe_reader_id is required with provider = 'stripe-terminal'")
+        return self
+
+
 class PathSettings(_Section):
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("lotkeeper")))
 
@@ -112,6 +150,8 @@ class Settings(BaseSettings):
     database: DatabaseSettings = DatabaseSettings()
     lot: LotSettings = LotSettings()
     tickets: TicketSettings = TicketSettings()
+    tariff: TariffSettings = TariffSettings()
+    payments: PaymentSettings = PaymentSettings()
     paths: PathSettings = PathSettings()
 
     @classmethod
@@ -148,6 +188,10 @@ class Settings(BaseSettings):
         if self.lot.seed_layout is not None:
             return self.lot.seed_layout
         return asset_path("lot.toml") if self.embedded else None
+
+    @property
+    def tariff_file(self) -> Path:
+        return self.tariff.file or asset_path("tariff.toml")
 
     @property
     def ticket_secret_file(self) -> Path:
