@@ -25,9 +25,11 @@ from core.allocation import SpotRow
 from core.clock import Clock, SystemClock
 from core.config import Settings, load_settings
 from core.errors import ConfigError
+from core.payments.provider import PaymentProvider
 from core.storage import migrate
 from core.storage.database import Database
 from core.storage.models import SigningKey, Spot
+from core.tariff import Tariff, load_tariff
 from core.ticket_codes import KeyRing
 
 KEYRING_TTL_SECONDS = 30.0
@@ -70,6 +72,8 @@ class Site:
     _keyring_loaded: float = field(default=0.0, repr=False)
     _spots: tuple[SpotRow, ...] | None = field(default=None, repr=False)
     _spots_loaded: float = field(default=0.0, repr=False)
+    _tariff: Tariff | None = field(default=None, repr=False)
+    _payments: PaymentProvider | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
@@ -93,6 +97,26 @@ class Site:
     def describe_time(self, when: datetime) -> str:
         """A time as a driver reads it: site-local, e.g. '14:05 on 22 Nov'."""
         return self.local(when).strftime("%H:%M on %d %b")
+
+    @property
+    def tariff(self) -> Tariff:
+        """The tariff from `tariff.file` (read once; `open_site` checks it)."""
+        if self._tariff is None:
+            self._tariff = load_tariff(self.settings.tariff_file)
+        return self._tariff
+
+    @property
+    def payments(self) -> PaymentProvider:
+        """The configured payment provider (built on first use)."""
+        if self._payments is None:
+            from core.payments import make_provider
+
+            self._payments = make_provider(self.settings.payments, self.db, self.id, self.clock)
+        return self._payments
+
+    def use_payment_provider(self, provider: PaymentProvider) -> None:
+        """Use `provider` instead of the configured one (tests, tools)."""
+        self._payments = provider
 
     def keyring(self, refresh: bool = False) -> KeyRing:
         """The site's signing keys, cached for a short while so a rotation made
@@ -177,6 +201,7 @@ def open_site(
     )
     site = Site(settings, db, clock or SystemClock(), rng or random.Random(), secret)
     try:
+        site.tariff  # noqa: B018 - a bad tariff file fails at start, not at the first payment
         if settings.auto_migrate:
             db.run_connected(migrate.upgrade)
         db.run_connected(migrate.require_current)

@@ -8,6 +8,8 @@ The tag is HMAC-SHA256 over the version, site, key id, ticket id and issue
 time, truncated to 160 bits and written in base32. The printed short code,
 ``<ticket id>-<6 check characters>``, is what a driver types when the QR will
 not scan; its check is an HMAC too, verified against the stored ticket.
+Reservation codes are the same with prefix ``LR1`` (short: ``R<id>-<check>``);
+the prefix is signed, so neither kind of code passes for the other.
 
 Keys live in a key ring: the signing key is derived from the site's master
 secret (config) and a per-key salt (database), so rotating adds a key that
@@ -28,11 +30,14 @@ from dataclasses import dataclass
 from core.errors import MalformedTicket, TicketKeyUnknown, TicketSignatureInvalid
 
 VERSION = "LK1"
+# Reservation codes are signed the same way under their own prefix, which is
+# part of the signed message: a ticket can never pass for a reservation.
+RESERVATION = "LR1"
 TAG_BYTES = 20
 SHORT_CHECK_CHARS = 6
 
-_FULL = re.compile(r"^LK1\.([A-Z0-9]{1,8})\.(\d{1,18})\.(\d{1,12})\.([A-Z2-7]{32})$")
-_SHORT = re.compile(r"^T?(\d{1,18})-?([A-Z2-7]{6})$")
+_FULL = re.compile(r"^(LK1|LR1)\.([A-Z0-9]{1,8})\.(\d{1,18})\.(\d{1,12})\.([A-Z2-7]{32})$")
+_SHORT = re.compile(r"^([TR]?)(\d{1,18})-?([A-Z2-7]{6})$")
 # Characters people type for base32 letters they misread on paper.
 _TYPO = str.maketrans({"0": "O", "1": "I", "8": "B"})
 
@@ -47,20 +52,23 @@ class SignedCode:
     ticket_id: int
     issued_at: int
     tag: str
+    version: str = VERSION
 
     @property
     def text(self) -> str:
-        return f"{VERSION}.{self.key_id}.{self.ticket_id}.{self.issued_at}.{self.tag}"
+        return f"{self.version}.{self.key_id}.{self.ticket_id}.{self.issued_at}.{self.tag}"
 
 
 @dataclass(frozen=True)
 class ShortCode:
     ticket_id: int
     check: str
+    version: str = VERSION
 
     @property
     def text(self) -> str:
-        return f"{self.ticket_id}-{self.check}"
+        prefix = "R" if self.version == RESERVATION else ""
+        return f"{prefix}{self.ticket_id}-{self.check}"
 
 
 def parse_code(raw: str) -> SignedCode | ShortCode:
@@ -70,14 +78,15 @@ def parse_code(raw: str) -> SignedCode | ShortCode:
         raise MalformedTicket()
     match = _FULL.match(text)
     if match:
-        key_id, ticket_id, issued, tag = match.groups()
-        return SignedCode(key_id, int(ticket_id), int(issued), tag)
+        version, key_id, ticket_id, issued, tag = match.groups()
+        return SignedCode(key_id, int(ticket_id), int(issued), tag, version)
     if "-" in text:
         number, _, check = text.partition("-")
         text = f"{number}-{check.translate(_TYPO)}"
     match = _SHORT.match(text)
     if match:
-        return ShortCode(int(match.group(1)), match.group(2))
+        prefix, number, check = match.groups()
+        return ShortCode(int(number), check, RESERVATION if prefix == "R" else VERSION)
     raise MalformedTicket()
 
 
@@ -109,30 +118,41 @@ class KeyRing:
             raise ValueError(f"site {site_id!r} has no active signing key")
         return cls(site_id, keys, active)
 
-    def _tag(self, key_id: str, ticket_id: int, issued_at: int) -> str:
-        message = f"{VERSION}|{self.site_id}|{key_id}|{ticket_id}|{issued_at}".encode()
+    def _tag(self, version: str, key_id: str, ticket_id: int, issued_at: int) -> str:
+        message = f"{version}|{self.site_id}|{key_id}|{ticket_id}|{issued_at}".encode()
         return _b32(hmac.new(self.keys[key_id], message, hashlib.sha256).digest()[:TAG_BYTES])
 
-    def sign(self, ticket_id: int, issued_at: int) -> SignedCode:
-        tag = self._tag(self.active_id, ticket_id, issued_at)
-        return SignedCode(self.active_id, ticket_id, issued_at, tag)
+    def sign(self, ticket_id: int, issued_at: int, version: str = VERSION) -> SignedCode:
+        """A full code for a ticket (or, with `version=RESERVATION`, a reservation)."""
+        tag = self._tag(version, self.active_id, ticket_id, issued_at)
+        return SignedCode(self.active_id, ticket_id, issued_at, tag, version)
+
+    def code_for(
+        self, key_id: str, ticket_id: int, issued_at: int, version: str = VERSION
+    ) -> SignedCode:
+        """The full code issued earlier with `key_id` (to show it again)."""
+        if key_id not in self.keys:
+            raise TicketKeyUnknown(key_id)
+        return SignedCode(
+            key_id, ticket_id, issued_at, self._tag(version, key_id, ticket_id, issued_at), version
+        )
 
     def verify(self, code: SignedCode) -> None:
         """Raise `TicketKeyUnknown` or `TicketSignatureInvalid` unless genuine."""
         if code.key_id not in self.keys:
             raise TicketKeyUnknown(code.key_id)
-        expected = self._tag(code.key_id, code.ticket_id, code.issued_at)
+        expected = self._tag(code.version, code.key_id, code.ticket_id, code.issued_at)
         if not hmac.compare_digest(expected, code.tag):
             raise TicketSignatureInvalid()
 
-    def short_code(self, key_id: str, ticket_id: int) -> ShortCode:
+    def short_code(self, key_id: str, ticket_id: int, version: str = VERSION) -> ShortCode:
         if key_id not in self.keys:
             raise TicketKeyUnknown(key_id)
-        message = f"{VERSION}|short|{self.site_id}|{ticket_id}".encode()
+        message = f"{version}|short|{self.site_id}|{ticket_id}".encode()
         digest = hmac.new(self.keys[key_id], message, hashlib.sha256).digest()
-        return ShortCode(ticket_id, _b32(digest)[:SHORT_CHECK_CHARS])
+        return ShortCode(ticket_id, _b32(digest)[:SHORT_CHECK_CHARS], version)
 
     def verify_short(self, key_id: str, code: ShortCode) -> None:
-        expected = self.short_code(key_id, code.ticket_id).check
+        expected = self.short_code(key_id, code.ticket_id, code.version).check
         if not hmac.compare_digest(expected, code.check):
             raise TicketSignatureInvalid()

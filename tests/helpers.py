@@ -29,3 +29,13 @@ def overlapping_claims(site: Site) -> list[tuple[int, int]]:
         .where(a.site_id == site.id, live(a), live(b))
     )  # type: ignore[arg-type]
     return [tuple(row) for row in site.db.read(lambda s: s.execute(query).all())]  # type: ignore[misc]
+
+
+def pay_and_exit(site: Site, code: str) -> None:
+    """Pay what the ticket owes (simulated reader), then exit."""
+    from core import services as lk
+
+    if lk.ticket_status(site, code).due:
+        paying = lk.pay_ticket(site, code)
+        assert lk.wait_for_payment(site, paying.id, sleep=lambda _: None).succeeded
+    lk.exit(site, code)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from conftest import SiteFactory, make_layout
-from helpers import overlapping_claims
+from helpers import overlapping_claims, pay_and_exit
 from sqlalchemy import func, select
 
 from core import services as lk
@@ -73,6 +73,8 @@ def test_full_refusal_per_size_leaves_no_claim_and_records_event(site: Site) -> 
 def test_exit_frees_the_spot_by_cutting_the_claim(site: Site, clock: FixedClock) -> None:
     ticket = lk.enter(site, "large")
     clock.advance(minutes=95)
+    paying = lk.pay_ticket(site, ticket.code)
+    assert lk.wait_for_payment(site, paying.id, sleep=lambda _: None).succeeded
     result = lk.exit(site, ticket.code, kiosk="exit-1")
 
     assert result.spot_label == ticket.spot_label
@@ -164,7 +166,7 @@ def test_cars_park_and_leave_many_times_without_overlap(site: Site, clock: Fixed
     for round_ in range(3):
         clock.advance(minutes=30)
         for ticket in tickets[round_::3]:
-            lk.exit(site, ticket.code)
+            pay_and_exit(site, ticket.code)
         tickets += [lk.enter(site, "small") for _ in tickets[round_::3]]
     assert overlapping_claims(site) == []
     assert lk.availability(site).free == 0

@@ -3,6 +3,7 @@
 A spot's state at `now`, first match wins:
 - out_of_service: marked so;
 - occupied: a live stay claim covers now;
+- overstay: a car is still in it after its claim ended (counted as occupied);
 - held / reserved: a live hold / reservation overlaps the walk-in window
   [now, now + max stay), so a walk-in cannot have it;
 - free: free for a walk-in now, exactly as `enter()` would see it.
@@ -49,6 +50,14 @@ def _spot_states(session: Session, site: Site, now: datetime) -> list[SpotState]
     by_spot = defaultdict(list)
     for claim in claims:
         by_spot[claim.spot_id].append(claim)
+    overstays = {
+        row.spot_id: row
+        for row in session.execute(
+            select(Stay.spot_id, Stay.id, Stay.plate, Stay.entered_at).where(
+                Stay.site_id == site.id, Stay.exited_at.is_(None), Stay.max_stay_until <= now
+            )
+        )
+    }
     spots = session.execute(
         select(Spot)
         .where(Spot.site_id == site.id, Spot.removed.is_(False))
@@ -61,8 +70,16 @@ def _spot_states(session: Session, site: Site, now: datetime) -> list[SpotState]
         stay = next(
             (c for c in spot_claims if c.kind == ClaimKind.STAY and c.starts_at <= now), None
         )
+        overstay = overstays.get(spot.id)
         if spot.out_of_service:
             status = SpotStatus.OUT_OF_SERVICE
+        elif overstay is not None:
+            status, ticket_id, plate, since = (
+                SpotStatus.OVERSTAY,
+                overstay.id,
+                overstay.plate,
+                overstay.entered_at,
+            )
         elif stay is not None:
             status, ticket_id, plate, since = (
                 SpotStatus.OCCUPIED,
@@ -117,7 +134,7 @@ def summarize(states: list[SpotState] | tuple[SpotState, ...], at: datetime) -> 
                 size=size,
                 total=sum(count.values()),
                 free=count[SpotStatus.FREE],
-                occupied=count[SpotStatus.OCCUPIED],
+                occupied=count[SpotStatus.OCCUPIED] + count[SpotStatus.OVERSTAY],
                 held=count[SpotStatus.HELD],
                 reserved=count[SpotStatus.RESERVED],
                 out_of_service=count[SpotStatus.OUT_OF_SERVICE],

@@ -38,10 +38,11 @@ from core.allocation import Interval, SpotRow, rank_spots
 from core.domain import ClaimKind, Size
 from core.site import Site
 from core.storage.database import Conflict, rows_touched
-from core.storage.models import claims_table, spots_table
+from core.storage.models import claims_table, spots_table, stays_table
 
 C = claims_table.c
 S = spots_table.c
+T = stays_table.c
 
 # Spots tried per pass before re-reading the lot; losing a race for one spot
 # means another kiosk just took it, and the next best is usually still free.
@@ -58,10 +59,20 @@ def is_live(now: datetime) -> ColumnElement[bool]:
 _LIVE = and_(C.cancelled_at.is_(None), or_(C.expires_at.is_(None), C.expires_at > bindparam("now")))
 _OVERLAPS = and_(C.ends_at > bindparam("start"), C.starts_at < bindparam("end"))
 # One row however full the lot: the spots a live claim makes unusable for the
-# window, and the spots with a live claim beside the window (for best fit).
+# window, the spots with a live claim beside the window (for best fit), and
+# the spots an overstaying car still stands in (its claim has ended, the car
+# has not left: no one else can park there).
+_OVERSTAYED = (
+    select(func.group_concat(T.spot_id))
+    .where(
+        T.site_id == bindparam("site"), T.exited_at.is_(None), T.max_stay_until <= bindparam("now")
+    )
+    .scalar_subquery()
+)
 _BUSY = select(
     func.group_concat(case((_OVERLAPS, C.spot_id))),
     func.group_concat(case((~_OVERLAPS, C.spot_id))),
+    _OVERSTAYED,
 ).where(C.site_id == bindparam("site"), C.ends_at > bindparam("now"), _LIVE)
 _NEIGHBOURS = select(C.spot_id, C.starts_at, C.ends_at).where(
     C.site_id == bindparam("site"),
@@ -116,11 +127,11 @@ def _ids(joined: str | None) -> set[int]:
 def busy_spots(
     session: Session, site_id: str, start: datetime, end: datetime, now: datetime
 ) -> tuple[set[int], set[int]]:
-    """(spots with a live claim overlapping [start, end), spots with a live
-    claim that does not). Past claims never match the (site_id, ends_at)
-    index range, so history does not slow this down."""
+    """(spots with a live claim overlapping [start, end) or an overstaying car,
+    spots with a live claim that does not overlap). Past claims and stays
+    never match the index ranges, so history does not slow this down."""
     row = session.execute(_BUSY, {"site": site_id, "start": start, "end": end, "now": now}).one()
-    return _ids(row[0]), _ids(row[1])
+    return _ids(row[0]) | _ids(row[2]), _ids(row[1])
 
 
 def spots_with_live_claims(session: Session, site_id: str, now: datetime) -> set[int]:

@@ -1,34 +1,64 @@
-"""Walk-in entry and exit."""
+"""Walk-in entry and exit, and the ticket code checks every use of a ticket
+goes through."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from core.allocation import SpotRow
 from core.domain import ClaimKind, EventKind, ExitResult, Size, Ticket, normalize_plate
 from core.errors import (
     LotFull,
+    PaymentRequired,
     TicketAlreadyUsed,
     TicketError,
     TicketKeyUnknown,
     TicketSignatureInvalid,
     TicketUnknown,
+    WrongKindOfCode,
 )
 from core.services.claims import claim_best_spot
 from core.services.events import record_event
 from core.site import Site
 from core.storage.database import rows_touched
 from core.storage.models import claims_table, spots_table, stays_table
-from core.ticket_codes import ShortCode, SignedCode, parse_code
+from core.tariff import StayFacts, format_money
+from core.ticket_codes import VERSION, ShortCode, SignedCode, parse_code
 
 S = spots_table.c
 T = stays_table.c
 C = claims_table.c
 
+# A row of `_STAY_FOR_EXIT` (typed loosely: Row's generics differ between
+# SQLAlchemy 2.0 and 2.1).
+StayRow = Any
+
 # Hot-path statements are built once; only their parameters change.
 _INSERT_STAY = insert(stays_table)
 _STAY_FOR_EXIT = (
-    select(T.id, T.claim_id, T.spot_id, T.key_id, T.entered_at, S.label, S.level)
+    select(
+        T.id,
+        T.claim_id,
+        T.spot_id,
+        T.key_id,
+        T.entered_at,
+        T.exited_at,
+        T.car_size,
+        T.plate,
+        T.max_stay_until,
+        T.paid_amount,
+        T.paid_until,
+        T.billed_from,
+        T.lost_ticket,
+        T.account_id,
+        T.reservation_id,
+        S.label,
+        S.level,
+    )
     .join_from(stays_table, spots_table, S.id == T.spot_id)
     .where(T.id == bindparam("stay"), T.site_id == bindparam("site"))
 )
@@ -44,7 +74,7 @@ _CUT_CLAIM = (
 )
 
 
-def _source(kiosk: str) -> str:
+def source_name(kiosk: str) -> str:
     return kiosk.strip()[:64]
 
 
@@ -55,8 +85,7 @@ def enter(site: Site, size: Size | str, plate: str | None = None, kiosk: str = "
     or plate."""
     car = Size.parse(size)
     plate = normalize_plate(plate)
-    source = _source(kiosk)
-    keyring = site.keyring()
+    source = source_name(kiosk)
 
     def work(session: Session) -> Ticket | LotFull:
         now = site.clock.now()
@@ -75,48 +104,7 @@ def enter(site: Site, size: Size | str, plate: str | None = None, kiosk: str = "
             )
             return refusal
         spot, claim_id = taken
-        stay_id = int(
-            session.execute(
-                _INSERT_STAY,
-                {
-                    "site_id": site.id,
-                    "claim_id": claim_id,
-                    "spot_id": spot.id,
-                    "car_size": int(car),
-                    "plate": plate,
-                    "key_id": keyring.active_id,
-                    "entered_at": now,
-                    "max_stay_until": until,
-                    "entry_kiosk": source,
-                },
-            ).inserted_primary_key[0]  # type: ignore[attr-defined]
-        )
-        code = keyring.sign(stay_id, int(now.timestamp()))
-        short = keyring.short_code(keyring.active_id, stay_id)
-        record_event(
-            session,
-            site.id,
-            now,
-            EventKind.ENTRY,
-            f"Entry: {car.label} car{f' {plate}' if plate else ''} to {spot.label}",
-            source=source,
-            spot_id=spot.id,
-            spot_label=spot.label,
-            stay_id=stay_id,
-            data={"size": car.label, "spot_size": Size(spot.size).label, "plate": plate},
-        )
-        return Ticket(
-            id=stay_id,
-            code=code.text,
-            short_code=short.text,
-            spot_label=spot.label,
-            level=spot.level,
-            size=car,
-            spot_size=Size(spot.size),
-            plate=plate,
-            entered_at=now,
-            max_stay_until=until,
-        )
+        return issue_ticket(session, site, spot, claim_id, car, plate, now, until, source)
 
     result = site.db.write(work)
     if isinstance(result, LotFull):
@@ -124,7 +112,77 @@ def enter(site: Site, size: Size | str, plate: str | None = None, kiosk: str = "
     return result
 
 
-def _record_rejection(site: Site, raw: str, error: TicketError, source: str) -> None:
+def issue_ticket(
+    session: Session,
+    site: Site,
+    spot: SpotRow,
+    claim_id: int,
+    car: Size,
+    plate: str | None,
+    now: datetime,
+    until: datetime,
+    source: str,
+    *,
+    reservation_id: int | None = None,
+    account_id: int | None = None,
+    billed_from: datetime | None = None,
+) -> Ticket:
+    """The stay row, its signed code and its event, for a claim just taken
+    in this transaction (a walk-in, or a reservation checking in)."""
+    keyring = site.keyring()
+    values: dict[str, object] = {
+        "site_id": site.id,
+        "claim_id": claim_id,
+        "spot_id": spot.id,
+        "car_size": int(car),
+        "plate": plate,
+        "key_id": keyring.active_id,
+        "entered_at": now,
+        "max_stay_until": until,
+        "entry_kiosk": source,
+    }
+    if reservation_id is not None:
+        # Prepaid until the reservation ends; billed by time after that.
+        values.update(
+            reservation_id=reservation_id,
+            account_id=account_id,
+            billed_from=billed_from,
+            paid_until=(billed_from or until) + site.tariff.exit_grace,
+        )
+    stay_id = int(
+        session.execute(_INSERT_STAY, values).inserted_primary_key[0]  # type: ignore[attr-defined]
+    )
+    code = keyring.sign(stay_id, int(now.timestamp()))
+    short = keyring.short_code(keyring.active_id, stay_id)
+    how = f"reservation {reservation_id}" if reservation_id is not None else "entry"
+    record_event(
+        session,
+        site.id,
+        now,
+        EventKind.ENTRY,
+        f"Entry ({how}): {car.label} car{f' {plate}' if plate else ''} to {spot.label}",
+        source=source,
+        spot_id=spot.id,
+        spot_label=spot.label,
+        stay_id=stay_id,
+        data={"size": car.label, "spot_size": Size(spot.size).label, "plate": plate}
+        | ({"reservation_id": reservation_id} if reservation_id is not None else {}),
+    )
+    return Ticket(
+        id=stay_id,
+        code=code.text,
+        short_code=short.text,
+        spot_label=spot.label,
+        level=spot.level,
+        size=car,
+        spot_size=Size(spot.size),
+        plate=plate,
+        entered_at=now,
+        max_stay_until=until,
+    )
+
+
+def record_rejection(site: Site, raw: str, error: TicketError, source: str) -> None:
     shown = "".join(raw.split())[:48]
     site.db.write(
         lambda session: record_event(
@@ -147,61 +205,115 @@ def _verify_signature(site: Site, code: SignedCode) -> None:
         site.keyring(refresh=True).verify(code)
 
 
-def exit(site: Site, code: str, kiosk: str = "") -> ExitResult:
-    """Let a car out with its ticket (full code or short code): the stay ends,
-    its claim is cut to now and the spot is free. A ticket exits once, even
-    when two lanes scan it at the same moment. Raises a `TicketError`
-    subclass (recorded as an event for the attendant) when the code is
-    malformed, forged, altered, signed with an unknown key, or already used."""
-    source = _source(kiosk)
+def parse_ticket_code(site: Site, code: str, source: str) -> SignedCode | ShortCode:
+    """Read a scanned or typed ticket code and check its signature. Raises a
+    `TicketError` (recorded as an event for the attendant) for a malformed,
+    forged or unknown-key code, or a reservation code."""
     try:
         parsed = parse_code(code)
+        if parsed.version != VERSION:
+            raise WrongKindOfCode(
+                "This is a reservation code: use it at the entry to check in. "
+                "To leave, scan the ticket you got when you came in."
+            )
         if isinstance(parsed, SignedCode):
             _verify_signature(site, parsed)
     except TicketError as error:
-        _record_rejection(site, code, error, source)
+        record_rejection(site, code, error, source)
         raise
-    keyring = site.keyring()
+    return parsed
 
-    def work(session: Session) -> ExitResult | TicketError:
+
+def match_stay(
+    session: Session, site: Site, parsed: SignedCode | ShortCode
+) -> StayRow | TicketError:
+    """The stay a verified code names, or why the code does not fit it."""
+    stay = session.execute(
+        _STAY_FOR_EXIT, {"stay": parsed.ticket_id, "site": site.id}
+    ).one_or_none()
+    if stay is None:
+        return TicketUnknown()
+    if isinstance(parsed, ShortCode):
+        keyring = site.keyring()
+        # A key rotated by another process a moment ago: re-read the ring.
+        ring = keyring if stay.key_id in keyring.keys else site.keyring(refresh=True)
+        try:
+            ring.verify_short(stay.key_id, parsed)
+        except TicketError as error:
+            return error
+    elif parsed.key_id != stay.key_id or parsed.issued_at != int(stay.entered_at.timestamp()):
+        return TicketSignatureInvalid()
+    return stay
+
+
+def stay_facts(site: Site, stay: StayRow) -> StayFacts:
+    """What the tariff needs of a stay row. A reservation's stay is billed
+    from the reservation's end, and its overstay fee counts the max stay from
+    there too."""
+    if stay.billed_from is not None:
+        start, overstay_after = stay.billed_from, stay.billed_from + site.max_stay
+    else:
+        start, overstay_after = stay.entered_at, stay.max_stay_until
+    return StayFacts(Size(stay.car_size), start, overstay_after, stay.paid_amount, stay.lost_ticket)
+
+
+def amount_due(site: Site, stay: StayRow, now: datetime) -> int:
+    """What the driver must still pay to leave now (0 within the exit grace
+    after paying, or within the free minutes after entry)."""
+    if stay.paid_until is not None and now <= stay.paid_until:
+        return 0
+    return site.tariff.quote(stay_facts(site, stay), now).due
+
+
+def exit(site: Site, code: str, kiosk: str = "") -> ExitResult:
+    """Let a car out with its ticket (full code or short code): the stay ends,
+    its claim is cut to now and the spot is free. A ticket exits once, even
+    when two lanes scan it at the same moment. Raises `PaymentRequired` when
+    the stay has something left to pay (free within the grace minutes, or
+    within the exit grace after paying), and a `TicketError` subclass
+    (recorded as an event for the attendant) when the code is malformed,
+    forged, altered, signed with an unknown key, or already used."""
+    source = source_name(kiosk)
+    parsed = parse_ticket_code(site, code, source)
+
+    def work(session: Session) -> ExitResult | TicketError | PaymentRequired:
         now = site.clock.now()
-        stay = session.execute(
-            _STAY_FOR_EXIT, {"stay": parsed.ticket_id, "site": site.id}
-        ).one_or_none()
-        if stay is None:
-            return TicketUnknown()
-        if isinstance(parsed, ShortCode):
-            # A key rotated by another process a moment ago: re-read the ring.
-            ring = keyring if stay.key_id in keyring.keys else site.keyring(refresh=True)
-            try:
-                ring.verify_short(stay.key_id, parsed)
-            except TicketError as error:
-                return error
-        elif parsed.key_id != stay.key_id or parsed.issued_at != int(stay.entered_at.timestamp()):
-            return TicketSignatureInvalid()
-        ended = session.execute(_END_STAY, {"stay": stay.id, "now": now, "kiosk": source})
-        if rows_touched(ended) != 1:
-            exited_at = session.scalar(select(T.exited_at).where(T.id == stay.id))
-            return TicketAlreadyUsed(
-                site.describe_time(exited_at) if exited_at else "an earlier time"
-            )
-        session.execute(_CUT_CLAIM, {"claim": stay.claim_id, "now": now})
-        record_event(
-            session,
-            site.id,
-            now,
-            EventKind.EXIT,
-            f"Exit: ticket {stay.id} from {stay.label}",
-            source=source,
-            spot_id=stay.spot_id,
-            spot_label=stay.label,
-            stay_id=stay.id,
-            data={"minutes": int((now - stay.entered_at).total_seconds() // 60)},
-        )
-        return ExitResult(stay.id, stay.label, stay.level, stay.entered_at, now)
+        stay = match_stay(session, site, parsed)
+        if isinstance(stay, TicketError):
+            return stay
+        if stay.exited_at is None:
+            due = amount_due(site, stay, now)
+            if due > 0:
+                return PaymentRequired(stay.id, format_money(due, site.tariff.currency))
+        return end_stay(session, site, stay, now, source)
 
     result = site.db.write(work)
+    if isinstance(result, PaymentRequired):
+        raise result
     if isinstance(result, TicketError):
-        _record_rejection(site, code, result, source)
+        record_rejection(site, code, result, source)
         raise result
     return result
+
+
+def end_stay(
+    session: Session, site: Site, stay: StayRow, now: datetime, source: str, how: str = "Exit"
+) -> ExitResult | TicketError:
+    ended = session.execute(_END_STAY, {"stay": stay.id, "now": now, "kiosk": source})
+    if rows_touched(ended) != 1:
+        exited_at = session.scalar(select(T.exited_at).where(T.id == stay.id))
+        return TicketAlreadyUsed(site.describe_time(exited_at) if exited_at else "an earlier time")
+    session.execute(_CUT_CLAIM, {"claim": stay.claim_id, "now": now})
+    record_event(
+        session,
+        site.id,
+        now,
+        EventKind.EXIT,
+        f"{how}: ticket {stay.id} from {stay.label}",
+        source=source,
+        spot_id=stay.spot_id,
+        spot_label=stay.label,
+        stay_id=stay.id,
+        data={"minutes": int((now - stay.entered_at).total_seconds() // 60)},
+    )
+    return ExitResult(stay.id, stay.label, stay.level, stay.entered_at, now)

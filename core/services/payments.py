@@ -1,0 +1,610 @@
+"""The payment ledger: every attempt to take or give back money is a row.
+
+The order of work is what makes payments safe:
+1. the row is written and *committed* as `pending`, with a unique
+   idempotency key, before the provider hears of it;
+2. the provider gets the same key, so repeating a call (a retry, a second
+   kiosk, the reconciler) never charges twice;
+3. the outcome is settled by one conditional UPDATE (`... WHERE status =
+   'pending'`), in the same transaction as its effect (a stay paid, a
+   reservation confirmed) and its event, so the effect happens exactly once
+   however many processes settle the same row.
+
+A process that dies anywhere leaves a pending row; `reconcile` asks the
+provider what became of it and settles it the same way.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from core.domain import EventKind, Page, Payment, PaymentPurpose
+from core.errors import InvalidInput, NotFound, PaymentUnavailable, RefundRefused
+from core.payments.provider import (
+    ChargeRequest,
+    PaymentStatus,
+    ProviderState,
+    ProviderUnavailable,
+)
+from core.services.events import record_event
+from core.site import Site
+from core.storage.database import rows_touched
+from core.storage.models import Payment as PaymentRow
+from core.storage.models import payments_table, stays_table
+from core.tariff import format_money
+
+P = payments_table.c
+
+# Effects of a settled payment beyond the ledger (a reservation confirmed...)
+# are registered by the modules that own them, to keep this one free of them.
+Effect = Callable[[Session, Site, PaymentRow, datetime], str | None]
+_EFFECTS: dict[str, Effect] = {}
+
+
+def on_settled(purpose: PaymentPurpose, effect: Effect) -> None:
+    """Run `effect` in the settling transaction when a charge for `purpose`
+    succeeds. It may return a reason to refund the charge at once (e.g. the
+    hold expired and its spot was taken before the card was approved)."""
+    _EFFECTS[purpose.value] = effect
+
+
+def _payment(row: PaymentRow, reader_message: str | None = None) -> Payment:
+    return Payment(
+        id=row.id,
+        kind=row.kind,
+        purpose=row.purpose,
+        amount=row.amount,
+        currency=row.currency,
+        status=PaymentStatus(row.status),
+        method=row.method,
+        provider=row.provider,
+        simulated=row.simulated,
+        created_at=row.created_at,
+        settled_at=row.settled_at,
+        card_brand=row.card_brand,
+        card_last4=row.card_last4,
+        failure_code=row.failure_code,
+        message=row.failure_message,
+        reader_message=reader_message,
+        stay_id=row.stay_id,
+        reservation_id=row.reservation_id,
+        account_id=row.account_id,
+        refund_of=row.refund_of,
+    )
+
+
+def _request(site: Site, row: PaymentRow, card: str | None = None) -> ChargeRequest:
+    """The provider's view of a ledger row. Rebuilt the same way every time
+    (the reconciler replays it: Stripe compares a replayed body)."""
+    about = f"ticket {row.stay_id}" if row.stay_id else f"reservation {row.reservation_id}"
+    return ChargeRequest(
+        idempotency_key=row.idempotency_key,
+        amount=row.amount,
+        currency=row.currency,
+        description=f"{site.name}: {row.purpose.replace('_', ' ')} for {about}",
+        card=card,
+        metadata={"site": site.id, "payment": str(row.id), "purpose": row.purpose},
+    )
+
+
+def _load(session: Session, site: Site, payment_id: int) -> PaymentRow:
+    row = session.get(PaymentRow, payment_id)
+    if row is None or row.site_id != site.id:
+        raise NotFound("That payment does not exist.")
+    return row
+
+
+def get_payment(site: Site, payment_id: int) -> Payment:
+    return site.db.read(lambda s: _payment(_load(s, site, payment_id)))
+
+
+def start_payment(
+    site: Site,
+    purpose: PaymentPurpose,
+    amount: int,
+    *,
+    stay_id: int | None = None,
+    reservation_id: int | None = None,
+    account_id: int | None = None,
+    card: str | None = None,
+    source: str = "",
+    idempotency_key: str | None = None,
+) -> Payment:
+    """Write a pending charge to the ledger, then hand it to the card reader.
+    Returns the payment: usually pending (poll it with `poll_payment`), or
+    failed at once (reader busy). Raises `PaymentUnavailable` when the
+    provider cannot be reached; the pending row is then settled by the
+    reconciler. Passing the same `idempotency_key` again returns the same
+    payment instead of starting another."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidInput("A payment needs a positive amount in minor units.")
+    provider = site.payments
+    key = idempotency_key or f"{site.id}:{purpose.value}:{uuid.uuid4().hex}"
+
+    def write(session: Session) -> PaymentRow:
+        existing = session.scalars(
+            select(PaymentRow).where(PaymentRow.idempotency_key == key)
+        ).one_or_none()
+        if existing is not None:
+            return existing
+        row = PaymentRow(
+            site_id=site.id,
+            idempotency_key=key,
+            kind="charge",
+            purpose=purpose.value,
+            stay_id=stay_id,
+            reservation_id=reservation_id,
+            account_id=account_id,
+            amount=amount,
+            currency=site.tariff.currency,
+            method="card",
+            provider=provider.name,
+            simulated=provider.simulated,
+            status=PaymentStatus.PENDING.value,
+            source=source[:64],
+            created_at=site.clock.now(),
+        )
+        session.add(row)
+        session.flush()
+        return row
+
+    row = site.db.write(write)
+    if row.status != PaymentStatus.PENDING or row.provider_ref is not None:
+        return _payment(row)  # a replay of a call that already got this far
+    try:
+        state = provider.start(_request(site, row, card))
+    except ProviderUnavailable as exc:
+        raise PaymentUnavailable(
+            f"The card reader cannot be reached right now ({exc}). "
+            "You have not been charged; please try again or see the attendant."
+        ) from exc
+    if state.provider_ref is not None:
+        _remember_ref(site, row.id, state.provider_ref)
+    if state.status.final:
+        return _settle(site, row.id, state)
+    return _payment(_reload(site, row.id), state.reader_message)
+
+
+def _reload(site: Site, payment_id: int) -> PaymentRow:
+    return site.db.read(lambda s: _load(s, site, payment_id))
+
+
+def _remember_ref(site: Site, payment_id: int, ref: str) -> None:
+    site.db.write(
+        lambda s: s.execute(
+            update(payments_table)
+            .where(P.id == payment_id, P.provider_ref.is_(None))
+            .values(provider_ref=ref)
+        )
+    )
+
+
+def poll_payment(site: Site, payment_id: int) -> Payment:
+    """Ask the reader how the payment is going; settles it once final."""
+    row = _reload(site, payment_id)
+    if row.status != PaymentStatus.PENDING or row.kind != "charge":
+        return _payment(row)
+    if row.provider_ref is None:
+        return _payment(row, "Starting the card reader...")
+    try:
+        state = site.payments.poll(_request(site, row), row.provider_ref)
+    except ProviderUnavailable as exc:
+        raise PaymentUnavailable(
+            f"Lost contact with the card reader ({exc}). Please wait or see the attendant."
+        ) from exc
+    if state.status.final:
+        return _settle(site, payment_id, state)
+    return _payment(row, state.reader_message)
+
+
+def cancel_payment(site: Site, payment_id: int, code: str = "cancelled") -> Payment:
+    """Stop a pending payment (the driver pressed cancel, or the reader timed
+    out). If the card was approved just before, the payment is settled as
+    succeeded instead: the driver paid and must get what they paid for."""
+    row = _reload(site, payment_id)
+    if row.status != PaymentStatus.PENDING:
+        return _payment(row)
+    if row.provider_ref is None:
+        state = ProviderState(PaymentStatus.CANCELLED)
+    else:
+        try:
+            state = site.payments.cancel(_request(site, row), row.provider_ref)
+        except ProviderUnavailable as exc:
+            raise PaymentUnavailable(
+                f"Could not reach the card reader to cancel ({exc}). "
+                "The attendant will check this payment."
+            ) from exc
+    if state.status is PaymentStatus.CANCELLED:
+        message = (
+            "The card reader timed out: no card was presented. You have not been charged."
+            if code == "reader_timeout"
+            else "Payment cancelled. You have not been charged."
+        )
+        state = ProviderState(
+            PaymentStatus.CANCELLED, state.provider_ref, failure_code=code, failure_message=message
+        )
+    return _settle(site, payment_id, state)
+
+
+def wait_for_payment(
+    site: Site,
+    payment_id: int,
+    *,
+    on_update: Callable[[Payment], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Payment:
+    """Poll until the payment is final; cancel it when the driver has not
+    presented a card within `payments.reader_timeout_seconds` (site clock).
+    `on_update` sees every state (for a live status line)."""
+    settings = site.settings.payments
+    while True:
+        payment = poll_payment(site, payment_id)
+        if on_update is not None:
+            on_update(payment)
+        if payment.final:
+            return payment
+        waited = site.clock.now() - payment.created_at
+        if waited >= timedelta(seconds=settings.reader_timeout_seconds):
+            return cancel_payment(site, payment_id, code="reader_timeout")
+        sleep(settings.poll_interval_seconds)
+
+
+def _settle(site: Site, payment_id: int, state: ProviderState) -> Payment:
+    """Make the provider's final answer the ledger's, with its effect, once."""
+    refund_reason: list[str] = []
+
+    def work(session: Session) -> PaymentRow:
+        now = site.clock.now()
+        changed = session.execute(
+            update(payments_table)
+            .where(P.id == payment_id, P.status == PaymentStatus.PENDING.value)
+            .values(
+                status=state.status.value,
+                provider_ref=func.coalesce(P.provider_ref, state.provider_ref),
+                card_brand=state.card_brand,
+                card_last4=state.card_last4,
+                failure_code=state.failure_code,
+                failure_message=(state.failure_message or "")[:255] or None,
+                settled_at=now,
+            )
+        )
+        row = _load(session, site, payment_id)
+        if rows_touched(changed) != 1:
+            return row  # settled already, by us or another process
+        session.refresh(row)
+        if row.kind == "refund":
+            _settle_refund(session, site, row, now)
+        elif row.status == PaymentStatus.SUCCEEDED:
+            reason = _apply_charge(session, site, row, now)
+            if reason:
+                refund_reason.append(reason)
+        else:
+            record_event(
+                session,
+                site.id,
+                now,
+                EventKind.PAYMENT_FAILED,
+                f"Payment {row.status} ({row.failure_code or 'no reason'}): "
+                f"{format_money(row.amount, row.currency)} for {row.purpose.replace('_', ' ')}",
+                source=row.source,
+                stay_id=row.stay_id,
+                data=_event_data(row),
+            )
+        return row
+
+    row = site.db.write(work)
+    if refund_reason:
+        refund_payment(site, row.id, reason=refund_reason[0])
+        row = _reload(site, payment_id)
+    return _payment(row)
+
+
+def _event_data(row: PaymentRow) -> dict[str, object]:
+    return {
+        "payment_id": row.id,
+        "amount": row.amount,
+        "currency": row.currency,
+        "purpose": row.purpose,
+        "method": row.method,
+        "simulated": row.simulated,
+        "reservation_id": row.reservation_id,
+        "failure_code": row.failure_code,
+    }
+
+
+def _apply_charge(session: Session, site: Site, row: PaymentRow, now: datetime) -> str | None:
+    """A succeeded charge: its effect and its event. Returns a refund reason
+    when the effect can no longer be delivered."""
+    reason: str | None = None
+    if row.purpose in (PaymentPurpose.STAY, PaymentPurpose.LOST_TICKET) and row.stay_id:
+        values: dict[str, object] = {
+            "paid_amount": stays_table.c.paid_amount + row.amount,
+            "paid_until": now + site.tariff.exit_grace,
+        }
+        if row.purpose == PaymentPurpose.LOST_TICKET:
+            values["lost_ticket"] = True
+        session.execute(update(stays_table).where(stays_table.c.id == row.stay_id).values(**values))
+    effect = _EFFECTS.get(row.purpose)
+    if effect is not None:
+        reason = effect(session, site, row, now)
+    card = f" ({row.card_brand} {row.card_last4})" if row.card_last4 else ""
+    record_event(
+        session,
+        site.id,
+        now,
+        EventKind.PAYMENT,
+        f"Paid {format_money(row.amount, row.currency)} for "
+        f"{row.purpose.replace('_', ' ')}{card}{' [simulated]' if row.simulated else ''}",
+        source=row.source,
+        stay_id=row.stay_id,
+        data=_event_data(row),
+    )
+    return reason
+
+
+def _settle_refund(session: Session, site: Site, row: PaymentRow, now: datetime) -> None:
+    if row.status != PaymentStatus.SUCCEEDED:
+        record_event(
+            session,
+            site.id,
+            now,
+            EventKind.PAYMENT_FAILED,
+            f"Refund of {format_money(row.amount, row.currency)} failed: "
+            f"{row.failure_message or row.failure_code or 'no reason given'}",
+            source=row.source,
+            stay_id=row.stay_id,
+            data=_event_data(row),
+        )
+        return
+    if row.stay_id:
+        session.execute(
+            update(stays_table)
+            .where(stays_table.c.id == row.stay_id)
+            .values(paid_amount=stays_table.c.paid_amount - row.amount)
+        )
+    record_event(
+        session,
+        site.id,
+        now,
+        EventKind.REFUND,
+        f"Refunded {format_money(row.amount, row.currency)} of payment {row.refund_of}: "
+        f"{row.failure_message or ''}".rstrip(": "),
+        source=row.source,
+        stay_id=row.stay_id,
+        data=_event_data(row),
+    )
+
+
+def refundable(site: Site, payment_id: int) -> int:
+    """What is left to refund on a succeeded charge."""
+
+    def work(session: Session) -> int:
+        charge = _load(session, site, payment_id)
+        if charge.kind != "charge" or charge.status != PaymentStatus.SUCCEEDED:
+            return 0
+        return charge.amount - _refunds_taken(session, charge.id)
+
+    return site.db.read(work)
+
+
+def _refunds_taken(session: Session, charge_id: int) -> int:
+    taken = session.scalar(
+        select(func.coalesce(func.sum(P.amount), 0)).where(
+            P.refund_of == charge_id,
+            P.kind == "refund",
+            P.status.in_([PaymentStatus.PENDING.value, PaymentStatus.SUCCEEDED.value]),
+        )
+    )
+    return int(taken or 0)
+
+
+def refund_payment(
+    site: Site,
+    payment_id: int,
+    amount: int | None = None,
+    *,
+    reason: str,
+    source: str = "",
+    idempotency_key: str | None = None,
+) -> Payment:
+    """Give back `amount` (default: all that is left) of a succeeded charge,
+    as its own ledger row. Raises `RefundRefused` when there is nothing (or
+    not that much) left to refund."""
+    if not reason.strip():
+        raise InvalidInput("A refund needs a reason.")
+
+    def write(session: Session) -> PaymentRow | RefundRefused:
+        if idempotency_key is not None:
+            existing = session.scalars(
+                select(PaymentRow).where(PaymentRow.idempotency_key == idempotency_key)
+            ).one_or_none()
+            if existing is not None:
+                return existing
+        # Lock the charge so two refunds cannot both take the last of it.
+        charge = session.get(PaymentRow, payment_id, with_for_update=True)
+        if charge is None or charge.site_id != site.id or charge.kind != "charge":
+            return RefundRefused("That payment does not exist.")
+        if charge.status != PaymentStatus.SUCCEEDED:
+            return RefundRefused("Only a completed payment can be refunded.")
+        left = charge.amount - _refunds_taken(session, charge.id)
+        wanted = left if amount is None else amount
+        if wanted <= 0 or wanted > left:
+            return RefundRefused(
+                f"Only {format_money(left, charge.currency)} is left to refund on this payment."
+            )
+        row = PaymentRow(
+            site_id=site.id,
+            idempotency_key=idempotency_key or f"{site.id}:refund:{uuid.uuid4().hex}",
+            kind="refund",
+            purpose=charge.purpose,
+            refund_of=charge.id,
+            stay_id=charge.stay_id,
+            reservation_id=charge.reservation_id,
+            account_id=charge.account_id,
+            amount=wanted,
+            currency=charge.currency,
+            method=charge.method,
+            provider=charge.provider,
+            simulated=charge.simulated,
+            status=PaymentStatus.PENDING.value,
+            failure_message=reason.strip()[:255],
+            source=source[:64],
+            created_at=site.clock.now(),
+        )
+        session.add(row)
+        session.flush()
+        return row
+
+    row = site.db.write(write)
+    if isinstance(row, RefundRefused):
+        raise row
+    if row.status != PaymentStatus.PENDING:
+        return _payment(row)
+    return _send_refund(site, row)
+
+
+def _send_refund(site: Site, row: PaymentRow) -> Payment:
+    charge = _reload(site, row.refund_of or 0)
+    if charge.method == "cash" or charge.provider_ref is None:
+        state = ProviderState(PaymentStatus.SUCCEEDED, failure_message=row.failure_message)
+    else:
+        try:
+            refund = site.payments.refund(
+                row.idempotency_key, charge.provider_ref, row.amount, row.currency
+            )
+        except ProviderUnavailable as exc:
+            raise PaymentUnavailable(
+                f"The refund is recorded but the provider cannot be reached ({exc}); "
+                "it will be completed by the reconciler."
+            ) from exc
+        if refund.status is PaymentStatus.PENDING:
+            return _payment(_reload(site, row.id))
+        state = ProviderState(
+            refund.status,
+            refund.provider_ref,
+            failure_message=(
+                row.failure_message
+                if refund.status is PaymentStatus.SUCCEEDED
+                else refund.failure_message
+            ),
+            failure_code=None if refund.status is PaymentStatus.SUCCEEDED else "refund_failed",
+        )
+    return _settle(site, row.id, state)
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    checked: int
+    settled: tuple[Payment, ...]
+    still_pending: tuple[int, ...]
+    errors: tuple[str, ...]
+
+
+def reconcile(site: Site, older_than: timedelta | None = None) -> ReconcileReport:
+    """Settle every attempt left pending for longer than `older_than`
+    (default: twice the reader timeout, so a payment a driver is still
+    making is never touched) from what the provider says became of it. Never
+    creates a charge: a payment the provider never took is cancelled."""
+    if older_than is None:
+        older_than = timedelta(seconds=2 * site.settings.payments.reader_timeout_seconds)
+    cutoff = site.clock.now() - older_than
+    rows = site.db.read(
+        lambda s: list(
+            s.scalars(
+                select(PaymentRow)
+                .where(
+                    PaymentRow.site_id == site.id,
+                    PaymentRow.status == PaymentStatus.PENDING.value,
+                    PaymentRow.created_at <= cutoff,
+                )
+                .order_by(PaymentRow.id)
+            )
+        )
+    )
+    settled: list[Payment] = []
+    pending: list[int] = []
+    errors: list[str] = []
+    for row in rows:
+        try:
+            if row.kind == "refund":
+                result = _send_refund(site, row)
+            elif row.method == "cash":
+                result = _settle(site, row.id, ProviderState(PaymentStatus.SUCCEEDED))
+            else:
+                state = site.payments.lookup(_request(site, row), row.provider_ref)
+                result = _settle(site, row.id, state) if state.status.final else _payment(row)
+        except (ProviderUnavailable, PaymentUnavailable) as exc:
+            errors.append(f"payment {row.id}: {exc}")
+            continue
+        (settled if result.final else pending).append(result)  # type: ignore[arg-type]
+    return ReconcileReport(
+        checked=len(rows),
+        settled=tuple(settled),
+        still_pending=tuple(p.id for p in pending),  # type: ignore[attr-defined]
+        errors=tuple(errors),
+    )
+
+
+def payment_history(
+    site: Site, account_id: int, page: int = 1, per_page: int = 20
+) -> Page[Payment]:
+    """The account's charges and refunds, newest first."""
+    if page < 1 or not 1 <= per_page <= 100:
+        raise InvalidInput("Pages start at 1 and hold 1 to 100 payments.")
+
+    def work(session: Session) -> Page[Payment]:
+        where = (PaymentRow.site_id == site.id, PaymentRow.account_id == account_id)
+        total = session.scalar(select(func.count()).select_from(PaymentRow).where(*where)) or 0
+        rows = session.scalars(
+            select(PaymentRow)
+            .where(*where)
+            .order_by(PaymentRow.created_at.desc(), PaymentRow.id.desc())
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+        )
+        return Page(tuple(_payment(r) for r in rows), page, per_page, int(total))
+
+    return site.db.read(work)
+
+
+def record_cash_payment(
+    site: Site,
+    purpose: PaymentPurpose,
+    amount: int,
+    *,
+    stay_id: int | None = None,
+    source: str = "",
+) -> Payment:
+    """Cash taken by an attendant: written pending, then settled like a card
+    payment (same effect, same event), so the two paths cannot differ."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidInput("A payment needs a positive amount in minor units.")
+
+    def write(session: Session) -> int:
+        result = session.execute(
+            insert(payments_table).values(
+                site_id=site.id,
+                idempotency_key=f"{site.id}:cash:{uuid.uuid4().hex}",
+                kind="charge",
+                purpose=purpose.value,
+                stay_id=stay_id,
+                amount=amount,
+                currency=site.tariff.currency,
+                method="cash",
+                provider="cash",
+                simulated=False,
+                status=PaymentStatus.PENDING.value,
+                source=source[:64],
+                created_at=site.clock.now(),
+            )
+        )
+        return int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
+
+    return _settle(site, site.db.write(write), ProviderState(PaymentStatus.SUCCEEDED))
