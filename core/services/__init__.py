@@ -5,26 +5,106 @@ returns a frozen dataclass or raises a `core.errors.LotkeeperError` whose
 message is fit for a driver or an attendant.
 """
 
+from core.domain import Payment
+from core.errors import LotFull
+from core.services.accounts import (
+    add_vehicle,
+    change_password,
+    create_account,
+    get_account,
+    list_vehicles,
+    remove_vehicle,
+    sign_in,
+)
 from core.services.availability import LotSnapshot, availability, snapshot
 from core.services.entry import enter, exit
 from core.services.events import EventBatch, EventCursor, events_since, recent_events
 from core.services.keys import KeyInfo, list_keys, retire_key, rotate_key
 from core.services.layout import load_layout, load_layout_file
+from core.services.payments import (
+    cancel_payment,
+    get_payment,
+    payment_history,
+    poll_payment,
+    reconcile,
+    refund_payment,
+    wait_for_payment,
+)
+from core.services.reservations import (
+    Reservation,
+    ReservationState,
+    account_reservations,
+    cancel_reservation,
+    check_in,
+    confirm_reservation,
+    expire_holds,
+    get_reservation,
+    hold,
+    pay_reservation,
+    quote_reservation,
+    release_no_shows,
+)
+from core.services.stays import (
+    StayStatus,
+    exit_paid_stay,
+    find_stays,
+    lost_ticket_quote,
+    note_overstays,
+    pay_lost_ticket,
+    pay_ticket,
+    ticket_status,
+)
 
 __all__ = [
     "EventBatch",
     "EventCursor",
     "KeyInfo",
+    "LotFull",
     "LotSnapshot",
+    "Payment",
+    "Reservation",
+    "ReservationState",
+    "StayStatus",
+    "account_reservations",
+    "add_vehicle",
     "availability",
+    "cancel_payment",
+    "cancel_reservation",
+    "change_password",
+    "check_in",
+    "confirm_reservation",
+    "create_account",
     "enter",
     "events_since",
     "exit",
+    "exit_paid_stay",
+    "expire_holds",
+    "find_stays",
+    "get_account",
+    "get_payment",
+    "get_reservation",
+    "hold",
     "list_keys",
+    "list_vehicles",
     "load_layout",
     "load_layout_file",
+    "lost_ticket_quote",
+    "note_overstays",
+    "pay_lost_ticket",
+    "pay_reservation",
+    "pay_ticket",
+    "payment_history",
+    "poll_payment",
+    "quote_reservation",
     "recent_events",
+    "reconcile",
+    "refund_payment",
+    "release_no_shows",
+    "remove_vehicle",
     "retire_key",
     "rotate_key",
+    "sign_in",
     "snapshot",
+    "ticket_status",
+    "wait_for_payment",
 ]

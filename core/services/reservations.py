@@ -1,0 +1,714 @@
+"""Advance reservations: quote, hold (5 minutes while paying), confirm on
+payment, cancel with the tariff's refund rule, check in at the entry, and
+release of no-shows.
+
+A reservation owns one claim on its spot: a `hold` that expires
+`HOLD_MINUTES` after it was made, turned into a `reservation` claim when the
+payment succeeds. Both go through `take_spot` like every claim, so a walk-in
+can never take a spot a confirmed reservation needs. Every state change is a
+conditional UPDATE on the reservation row (`... WHERE state = 'held'`), so
+two kiosks, the worker and the payment reconciler can race on one
+reservation and exactly one of them wins.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from core.allocation import SpotRow
+from core.domain import (
+    ClaimKind,
+    EventKind,
+    Page,
+    Payment,
+    PaymentPurpose,
+    Size,
+    Ticket,
+    normalize_plate,
+)
+from core.errors import (
+    InvalidInput,
+    NotFound,
+    ReservationError,
+    TicketError,
+    TicketSignatureInvalid,
+    TicketUnknown,
+    WrongKindOfCode,
+)
+from core.payments.provider import PaymentStatus
+from core.services.claims import claim_best_spot, take_spot
+from core.services.entry import issue_ticket, record_rejection, source_name
+from core.services.events import record_event
+from core.services.payments import on_settled, refund_payment, start_payment
+from core.site import Site
+from core.storage.database import rows_touched
+from core.storage.models import Account, Claim, Spot, Stay
+from core.storage.models import Payment as PaymentRow
+from core.storage.models import Reservation as ReservationRow
+from core.tariff import Quote, format_money
+from core.ticket_codes import RESERVATION, ShortCode, SignedCode, parse_code
+
+HOLD_MINUTES = 5
+MAX_ADVANCE = timedelta(days=90)
+
+
+class ReservationState(enum.StrEnum):
+    HELD = "held"
+    CONFIRMED = "confirmed"
+    CHECKED_IN = "checked_in"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    NO_SHOW = "no_show"
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: int
+    account_id: int
+    state: ReservationState
+    size: Size
+    spot_label: str
+    level: str
+    starts_at: datetime
+    ends_at: datetime
+    hold_expires_at: datetime
+    price: int
+    currency: str
+    code: str  # the signed code for the QR
+    short_code: str  # what a driver types
+    plate: str | None = None
+    created_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    checked_in_at: datetime | None = None
+    stay_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    reservation: Reservation
+    refund: Payment | None  # None when nothing was paid or nothing is refunded
+    refund_amount: int
+
+
+def _reservation(site: Site, row: ReservationRow, spot: Spot) -> Reservation:
+    keyring = site.keyring()
+    if row.key_id not in keyring.keys:
+        keyring = site.keyring(refresh=True)
+    code = short = ""  # signed with a key retired since: it can no longer be used
+    if row.key_id in keyring.keys:
+        issued = int(row.created_at.timestamp())
+        code = keyring.code_for(row.key_id, row.id, issued, RESERVATION).text
+        short = keyring.short_code(row.key_id, row.id, RESERVATION).text
+    return Reservation(
+        id=row.id,
+        account_id=row.account_id,
+        state=ReservationState(row.state),
+        size=Size(row.car_size),
+        spot_label=spot.label,
+        level=spot.level,
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        hold_expires_at=row.hold_expires_at,
+        price=row.price,
+        currency=row.currency,
+        code=code,
+        short_code=short,
+        plate=row.plate,
+        created_at=row.created_at,
+        confirmed_at=row.confirmed_at,
+        cancelled_at=row.cancelled_at,
+        checked_in_at=row.checked_in_at,
+        stay_id=row.stay_id,
+    )
+
+
+def _load(session: Session, site: Site, reservation_id: int) -> tuple[ReservationRow, Spot]:
+    row = session.get(ReservationRow, reservation_id)
+    if row is None or row.site_id != site.id:
+        raise NotFound("That reservation does not exist.")
+    spot = session.get(Spot, row.spot_id)
+    assert spot is not None
+    return row, spot
+
+
+def get_reservation(site: Site, reservation_id: int, account_id: int | None = None) -> Reservation:
+    """One reservation; with `account_id`, only if it is that account's."""
+    row, spot = site.db.read(lambda s: _load(s, site, reservation_id))
+    if account_id is not None and row.account_id != account_id:
+        raise NotFound("That reservation does not exist.")
+    return _reservation(site, row, spot)
+
+
+def _window(
+    site: Site, size: Size | str, start: datetime, end: datetime
+) -> tuple[Size, datetime, datetime]:
+    car = Size.parse(size)
+    if start.tzinfo is None or end.tzinfo is None:
+        raise InvalidInput("Reservation times need a time zone.")
+    now = site.clock.now()
+    if end <= start:
+        raise InvalidInput("A reservation must end after it starts.")
+    if start < now - timedelta(minutes=1):
+        raise InvalidInput("A reservation cannot start in the past.")
+    if start > now + MAX_ADVANCE:
+        raise InvalidInput(f"Reservations can be made up to {MAX_ADVANCE.days} days ahead.")
+    if end - start > site.max_stay:
+        hours = site.max_stay.total_seconds() / 3600
+        raise InvalidInput(f"A reservation can be at most {hours:g} hours long.")
+    return car, start, end
+
+
+def quote_reservation(site: Site, size: Size | str, start: datetime, end: datetime) -> Quote:
+    """The price of reserving a spot for `size` over [start, end). Raises
+    `InvalidInput` for a window in the past, too far ahead or too long."""
+    car, start, end = _window(site, size, start, end)
+    return site.tariff.quote_reservation(car, start, end)
+
+
+def hold(
+    site: Site,
+    account_id: int,
+    size: Size | str,
+    start: datetime,
+    end: datetime,
+    plate: str | None = None,
+    kiosk: str = "",
+) -> Reservation:
+    """Claim the best-fitting spot for the window and hold it for
+    `HOLD_MINUTES` while the driver pays. Raises `ReservationError`
+    ("no_spot") when no fitting spot is free for the whole window."""
+    car, start, end = _window(site, size, start, end)
+    plate = normalize_plate(plate)
+    price = site.tariff.quote_reservation(car, start, end).total
+    source = source_name(kiosk)
+    if site.db.read(lambda s: s.get(Account, account_id)) is None:
+        raise NotFound("That account does not exist.")
+
+    def work(session: Session) -> tuple[ReservationRow, Spot] | None:
+        now = site.clock.now()
+        expires = now + timedelta(minutes=HOLD_MINUTES)
+        taken = claim_best_spot(session, site, car, ClaimKind.HOLD, start, end, now, expires)
+        if taken is None:
+            return None
+        spot, claim_id = taken
+        row = ReservationRow(
+            site_id=site.id,
+            account_id=account_id,
+            claim_id=claim_id,
+            spot_id=spot.id,
+            car_size=int(car),
+            plate=plate,
+            starts_at=start,
+            ends_at=end,
+            state=ReservationState.HELD.value,
+            hold_expires_at=expires,
+            price=price,
+            currency=site.tariff.currency,
+            key_id=site.keyring().active_id,
+            created_at=now,
+        )
+        session.add(row)
+        session.flush()
+        record_event(
+            session,
+            site.id,
+            now,
+            EventKind.HOLD,
+            f"Hold: {spot.label} for a {car.label} car, "
+            f"{site.describe_time(start)} to {site.describe_time(end)}",
+            source=source,
+            spot_id=spot.id,
+            spot_label=spot.label,
+            data={"reservation_id": row.id, "account_id": account_id, "size": car.label},
+        )
+        return row, session.get_one(Spot, spot.id)
+
+    result = site.db.write(work)
+    if result is None:
+        raise ReservationError(
+            "no_spot",
+            f"Sorry, no spot for a {car.label} car is free for that whole time. "
+            "Please try other times.",
+        )
+    return _reservation(site, *result)
+
+
+def pay_reservation(
+    site: Site, reservation_id: int, card: str | None = None, kiosk: str = ""
+) -> Payment:
+    """Start paying for a held reservation. When the payment succeeds the
+    reservation is confirmed in the same transaction that settles it. Raises
+    `ReservationError` ("hold_expired", "not_held") when it cannot be paid."""
+    row, _ = site.db.read(lambda s: _load(s, site, reservation_id))
+    if row.state != ReservationState.HELD:
+        raise ReservationError("not_held", f"This reservation is {row.state.replace('_', ' ')}.")
+    if row.hold_expires_at <= site.clock.now():
+        raise ReservationError(
+            "hold_expired",
+            "The 5 minutes to pay for this reservation are up and the spot was "
+            "released. Please start again.",
+        )
+    return start_payment(
+        site,
+        PaymentPurpose.RESERVATION,
+        row.price,
+        reservation_id=row.id,
+        account_id=row.account_id,
+        card=card,
+        source=source_name(kiosk),
+        # One charge per reservation, however often "pay" is pressed.
+        idempotency_key=f"{site.id}:reservation:{row.id}",
+    )
+
+
+def _confirm_on_payment(
+    session: Session, site: Site, payment: PaymentRow, now: datetime
+) -> str | None:
+    """Settling a reservation's payment: confirm it. If the hold ran out
+    before the card was approved, keep the spot if it is still free (or take
+    another fitting one); only if none is left, refund."""
+    row = session.get(ReservationRow, payment.reservation_id, with_for_update=True)
+    if row is None or row.state != ReservationState.HELD:
+        return "the reservation was no longer waiting for payment"
+    claim = session.get_one(Claim, row.claim_id)
+    kept = session.execute(
+        update(Claim)
+        .where(
+            Claim.id == row.claim_id,
+            Claim.cancelled_at.is_(None),
+            Claim.expires_at > now,
+        )
+        .values(kind=ClaimKind.RESERVATION.value, expires_at=None)
+    )
+    if rows_touched(kept) != 1:
+        # The hold lapsed: its claim is dead. Take the spot again if free.
+        session.execute(update(Claim).where(Claim.id == claim.id).values(cancelled_at=now))
+        car = Size(row.car_size)
+        claim_id = take_spot(
+            session,
+            site.id,
+            row.spot_id,
+            car,
+            ClaimKind.RESERVATION,
+            row.starts_at,
+            row.ends_at,
+            now,
+        )
+        spot_id = row.spot_id
+        if claim_id is None:
+            taken = claim_best_spot(
+                session, site, car, ClaimKind.RESERVATION, row.starts_at, row.ends_at, now
+            )
+            if taken is None:
+                row.state = ReservationState.EXPIRED.value
+                return "the hold expired before the payment and no spot is left for that time"
+            spot_id, claim_id = taken[0].id, taken[1]
+        row.claim_id, row.spot_id = claim_id, spot_id
+    row.state = ReservationState.CONFIRMED.value
+    row.confirmed_at = now
+    spot = session.get_one(Spot, row.spot_id)
+    record_event(
+        session,
+        site.id,
+        now,
+        EventKind.RESERVATION_CONFIRMED,
+        f"Reservation {row.id} confirmed: {spot.label}, "
+        f"{site.describe_time(row.starts_at)} to {site.describe_time(row.ends_at)}",
+        source=payment.source,
+        spot_id=spot.id,
+        spot_label=spot.label,
+        data={"reservation_id": row.id, "account_id": row.account_id},
+    )
+    return None
+
+
+on_settled(PaymentPurpose.RESERVATION, _confirm_on_payment)
+
+
+def confirm_reservation(site: Site, reservation_id: int) -> Reservation:
+    """The reservation once its payment has settled. Confirmation happens
+    when the payment succeeds; this reports it, and raises
+    `ReservationError` ("not_paid") if it has not."""
+    reservation = get_reservation(site, reservation_id)
+    if reservation.state in (ReservationState.CONFIRMED, ReservationState.CHECKED_IN):
+        return reservation
+    raise ReservationError(
+        "not_paid", f"This reservation is {reservation.state.replace('_', ' ')}, not paid."
+    )
+
+
+def cancel_reservation(
+    site: Site,
+    reservation_id: int,
+    account_id: int | None = None,
+    reason: str = "cancelled by the driver",
+    kiosk: str = "",
+) -> Cancellation:
+    """Cancel a held or confirmed reservation: its claim is cut, so the spot
+    is free again, and what the tariff's cancellation rule gives back is
+    refunded. Raises `ReservationError` ("not_cancellable") once checked
+    in, released or already cancelled."""
+    source = source_name(kiosk)
+
+    def work(session: Session) -> tuple[int, int | None] | ReservationError:
+        now = site.clock.now()
+        row, spot = _load(session, site, reservation_id)
+        if account_id is not None and row.account_id != account_id:
+            raise NotFound("That reservation does not exist.")
+        was = row.state
+        changed = session.execute(
+            update(ReservationRow)
+            .where(
+                ReservationRow.id == row.id,
+                ReservationRow.state.in_([ReservationState.HELD, ReservationState.CONFIRMED]),
+            )
+            .values(state=ReservationState.CANCELLED.value, cancelled_at=now)
+        )
+        if rows_touched(changed) != 1:
+            return ReservationError(
+                "not_cancellable",
+                f"This reservation is {was.replace('_', ' ')} and can no longer be cancelled.",
+            )
+        session.execute(update(Claim).where(Claim.id == row.claim_id).values(cancelled_at=now))
+        paid = session.scalars(
+            select(PaymentRow).where(
+                PaymentRow.reservation_id == row.id,
+                PaymentRow.kind == "charge",
+                PaymentRow.status == PaymentStatus.SUCCEEDED.value,
+            )
+        ).first()
+        refund = site.tariff.cancel_refund(row.price, row.starts_at, now) if paid else 0
+        record_event(
+            session,
+            site.id,
+            now,
+            EventKind.RESERVATION_CANCELLED,
+            f"Reservation {row.id} cancelled ({reason}); {spot.label} is free again",
+            source=source,
+            spot_id=spot.id,
+            spot_label=spot.label,
+            data={"reservation_id": row.id, "refund": refund, "reason": reason},
+        )
+        return refund, paid.id if paid else None
+
+    result = site.db.write(work)
+    if isinstance(result, ReservationError):
+        raise result
+    refund_amount, payment_id = result
+    refund = None
+    if refund_amount > 0 and payment_id is not None:
+        refund = refund_payment(
+            site,
+            payment_id,
+            refund_amount,
+            reason=f"reservation {reservation_id} cancelled",
+            source=source,
+            idempotency_key=f"{site.id}:reservation:{reservation_id}:cancel-refund",
+        )
+    return Cancellation(get_reservation(site, reservation_id), refund, refund_amount)
+
+
+def _parse_reservation_code(site: Site, code: str, source: str) -> SignedCode | ShortCode:
+    try:
+        parsed = parse_code(code)
+        if parsed.version != RESERVATION:
+            raise WrongKindOfCode(
+                "This is a parking ticket, not a reservation. To leave, use the exit or "
+                "pay station; to check in, scan the reservation code."
+            )
+        if isinstance(parsed, SignedCode):
+            site.keyring(refresh=parsed.key_id not in site.keyring().keys).verify(parsed)
+    except TicketError as error:
+        record_rejection(site, code, error, source)
+        raise
+    return parsed
+
+
+def _matches(site: Site, parsed: SignedCode | ShortCode, row: ReservationRow) -> bool:
+    if isinstance(parsed, SignedCode):
+        return parsed.key_id == row.key_id and parsed.issued_at == int(row.created_at.timestamp())
+    try:
+        site.keyring().verify_short(row.key_id, parsed)
+    except TicketError:
+        return False
+    return True
+
+
+class _Refused(Exception):
+    def __init__(self, error: ReservationError, alert: bool = False) -> None:
+        self.error = error
+        self.alert = alert
+
+
+def check_in(site: Site, code: str, plate: str | None = None, kiosk: str = "") -> Ticket:
+    """Admit the car of a confirmed reservation: from the tariff's
+    `check_in_early_minutes` before its start until `no_show_grace_minutes`
+    after it. It gets a ticket for the reserved spot or, if a car that
+    overstayed is still in it, another fitting spot; if none is free, the
+    check-in is refused and the attendant alerted. Raises `ReservationError`
+    (codes: too_early, too_late, cancelled, not_paid, already_used, no_show,
+    no_spot) or a `TicketError` for an unknown or forged code."""
+    source = source_name(kiosk)
+    parsed = _parse_reservation_code(site, code, source)
+    tariff = site.tariff
+
+    def work(session: Session) -> Ticket:
+        now = site.clock.now()
+        row = session.get(ReservationRow, parsed.ticket_id)
+        if row is None or row.site_id != site.id or not _matches(site, parsed, row):
+            raise TicketUnknown() if row is None else TicketSignatureInvalid()
+        state = ReservationState(row.state)
+        when = site.describe_time
+        if state is ReservationState.CANCELLED:
+            raise _Refused(
+                ReservationError(
+                    "cancelled",
+                    f"This reservation was cancelled at {when(row.cancelled_at or now)}.",
+                )
+            )
+        if state in (ReservationState.HELD, ReservationState.EXPIRED):
+            raise _Refused(
+                ReservationError(
+                    "not_paid", "This reservation was never paid, so it holds no spot."
+                )
+            )
+        if state is ReservationState.CHECKED_IN:
+            raise _Refused(
+                ReservationError(
+                    "already_used",
+                    "This reservation was already used to enter at "
+                    f"{when(row.checked_in_at or now)}.",
+                )
+            )
+        if state is ReservationState.NO_SHOW:
+            raise _Refused(
+                ReservationError(
+                    "no_show",
+                    "This reservation was released because the car did not arrive in time.",
+                )
+            )
+        opens = row.starts_at - tariff.check_in_early
+        closes = min(row.starts_at + tariff.no_show_grace, row.ends_at)
+        if now < opens:
+            raise _Refused(
+                ReservationError(
+                    "too_early",
+                    f"You are early: check-in for this reservation opens at {when(opens)}.",
+                )
+            )
+        if now > closes:
+            raise _Refused(
+                ReservationError(
+                    "too_late",
+                    f"Sorry, this reservation could be used until {when(closes)} "
+                    "and has been released.",
+                )
+            )
+        car = Size(row.car_size)
+        # The reservation's own claim gives way to the stay's, which starts now.
+        session.execute(update(Claim).where(Claim.id == row.claim_id).values(cancelled_at=now))
+        occupied = session.scalar(
+            select(func.count()).where(
+                Stay.site_id == site.id, Stay.spot_id == row.spot_id, Stay.exited_at.is_(None)
+            )
+        )
+        claim_id = None
+        spot = session.get_one(Spot, row.spot_id)
+        if not occupied:
+            claim_id = take_spot(
+                session, site.id, row.spot_id, car, ClaimKind.STAY, now, row.ends_at, now
+            )
+        chosen = SpotRow(spot.id, spot.label, spot.level, spot.size)
+        if claim_id is None:
+            taken = claim_best_spot(session, site, car, ClaimKind.STAY, now, row.ends_at, now)
+            if taken is None:
+                raise _Refused(
+                    ReservationError(
+                        "no_spot",
+                        "Sorry, your reserved spot is still taken and no other spot is free. "
+                        "The attendant has been called and will help you.",
+                    ),
+                    alert=True,
+                )
+            chosen, claim_id = taken
+        ticket = issue_ticket(
+            session,
+            site,
+            chosen,
+            claim_id,
+            car,
+            normalize_plate(plate) or row.plate,
+            now,
+            row.ends_at,
+            source,
+            reservation_id=row.id,
+            account_id=row.account_id,
+            billed_from=row.ends_at,
+        )
+        row.state = ReservationState.CHECKED_IN.value
+        row.checked_in_at = now
+        row.stay_id = ticket.id
+        return ticket
+
+    try:
+        return site.db.write(work)
+    except _Refused as refused:
+        _record_refusal(site, parsed.ticket_id, refused, source)
+        raise refused.error from None
+    except TicketError as error:
+        record_rejection(site, code, error, source)
+        raise
+
+
+def _record_refusal(site: Site, reservation_id: int, refused: _Refused, source: str) -> None:
+    site.db.write(
+        lambda s: record_event(
+            s,
+            site.id,
+            site.clock.now(),
+            EventKind.CHECK_IN_REFUSED,
+            f"Check-in refused for reservation {reservation_id} ({refused.error.code})"
+            + (": no fitting spot free, driver waiting at the entry" if refused.alert else ""),
+            source=source,
+            data={
+                "reservation_id": reservation_id,
+                "reason": refused.error.code,
+                "alert": refused.alert,
+            },
+        )
+    )
+
+
+def release_no_shows(site: Site) -> list[int]:
+    """Release confirmed reservations whose car did not arrive by the end of
+    the check-in grace: the claim is cut so the spot is free again, and an
+    event says so. No refund (the tariff's cancellation rule covers that)."""
+
+    def work(session: Session) -> list[int]:
+        now = site.clock.now()
+        due = session.scalars(
+            select(ReservationRow)
+            .where(
+                ReservationRow.site_id == site.id,
+                ReservationRow.state == ReservationState.CONFIRMED.value,
+                ReservationRow.starts_at < now - site.tariff.no_show_grace,
+            )
+            .limit(500)
+        ).all()
+        released = []
+        for row in due:
+            changed = session.execute(
+                update(ReservationRow)
+                .where(
+                    ReservationRow.id == row.id,
+                    ReservationRow.state == ReservationState.CONFIRMED.value,
+                )
+                .values(state=ReservationState.NO_SHOW.value)
+            )
+            if rows_touched(changed) != 1:
+                continue
+            session.execute(
+                update(Claim)
+                .where(Claim.id == row.claim_id, Claim.ends_at > now)
+                .values(ends_at=now)
+            )
+            spot = session.get_one(Spot, row.spot_id)
+            record_event(
+                session,
+                site.id,
+                now,
+                EventKind.NO_SHOW,
+                f"No-show: reservation {row.id} released, {spot.label} is free again",
+                spot_id=spot.id,
+                spot_label=spot.label,
+                data={"reservation_id": row.id, "account_id": row.account_id},
+            )
+            released.append(row.id)
+        return released
+
+    return site.db.write(work)
+
+
+def expire_holds(site: Site) -> list[int]:
+    """Mark holds whose 5 minutes ran out without payment as expired. Their
+    spots are already free (an expired hold is not a live claim); this tidies
+    the reservation rows and tells the attendant."""
+
+    def work(session: Session) -> list[int]:
+        now = site.clock.now()
+        rows = session.scalars(
+            select(ReservationRow)
+            .where(
+                ReservationRow.site_id == site.id,
+                ReservationRow.state == ReservationState.HELD.value,
+                ReservationRow.hold_expires_at <= now,
+            )
+            .limit(500)
+        ).all()
+        expired = []
+        for row in rows:
+            # A payment still in flight settles it either way; leave it be.
+            paying = session.scalar(
+                select(func.count()).where(
+                    PaymentRow.reservation_id == row.id,
+                    PaymentRow.status == PaymentStatus.PENDING.value,
+                )
+            )
+            if paying:
+                continue
+            changed = session.execute(
+                update(ReservationRow)
+                .where(
+                    ReservationRow.id == row.id, ReservationRow.state == ReservationState.HELD.value
+                )
+                .values(state=ReservationState.EXPIRED.value)
+            )
+            if rows_touched(changed) != 1:
+                continue
+            record_event(
+                session,
+                site.id,
+                now,
+                EventKind.HOLD_EXPIRED,
+                f"Hold expired unpaid: reservation {row.id}",
+                spot_id=row.spot_id,
+                data={"reservation_id": row.id},
+            )
+            expired.append(row.id)
+        return expired
+
+    return site.db.write(work)
+
+
+def account_reservations(
+    site: Site, account_id: int, page: int = 1, per_page: int = 20
+) -> Page[Reservation]:
+    """The account's reservations, newest first (by when they start)."""
+    if page < 1 or not 1 <= per_page <= 100:
+        raise InvalidInput("Pages start at 1 and hold 1 to 100 reservations.")
+
+    def work(session: Session) -> tuple[int, list[tuple[ReservationRow, Spot]]]:
+        where = (ReservationRow.site_id == site.id, ReservationRow.account_id == account_id)
+        total = session.scalar(select(func.count()).select_from(ReservationRow).where(*where))
+        rows = session.execute(
+            select(ReservationRow, Spot)
+            .join(Spot, Spot.id == ReservationRow.spot_id)
+            .where(*where)
+            .order_by(ReservationRow.starts_at.desc(), ReservationRow.id.desc())
+            .offset((page - 1) * per_page)
+            .limit(per_page)
+        ).all()
+        return int(total or 0), [(r, s) for r, s in rows]
+
+    total, rows = site.db.read(work)
+    return Page(tuple(_reservation(site, r, s) for r, s in rows), page, per_page, total)
+
+
+def describe_price(reservation: Reservation) -> str:
+    return format_money(reservation.price, reservation.currency)
