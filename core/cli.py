@@ -211,6 +211,31 @@ def cmd_exit(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_payments_reconcile(args: argparse.Namespace, out: TextIO) -> int:
+    from datetime import timedelta
+
+    from core import services
+    from core.tariff import format_money
+
+    site = _open(args)
+    older = None if args.older_than is None else timedelta(minutes=args.older_than)
+    report = services.reconcile(site, older_than=older)
+    for payment in report.settled:
+        out.write(
+            f"payment {payment.id}: {payment.kind} of "
+            f"{format_money(payment.amount, payment.currency)} -> {payment.status}\n"
+        )
+    for payment_id in report.still_pending:
+        out.write(f"payment {payment_id}: still in progress at the provider\n")
+    for error in report.errors:
+        out.write(f"{error}\n")
+    out.write(
+        f"Checked {report.checked} pending payment(s): {len(report.settled)} settled, "
+        f"{len(report.still_pending)} still pending, {len(report.errors)} unreachable.\n"
+    )
+    return EXIT_ERROR if report.errors else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lotkeeper", description="Lotkeeper parking garage: operator commands."
@@ -247,6 +272,22 @@ def build_parser() -> argparse.ArgumentParser:
     add("list", cmd_keys_list, "list signing keys", keys)
     retire = add("retire", cmd_keys_retire, "stop accepting tickets signed with a key", keys)
     retire.add_argument("key_id")
+
+    payments = commands.add_parser("payments", help="the payment ledger").add_subparsers(
+        dest="payments", required=True
+    )
+    reconcile = add(
+        "reconcile",
+        cmd_payments_reconcile,
+        "settle payments left pending by a crash from what the provider says",
+        payments,
+    )
+    reconcile.add_argument(
+        "--older-than",
+        type=float,
+        metavar="MINUTES",
+        help="only attempts older than this (default: twice the reader timeout)",
+    )
 
     enter = add("enter", cmd_enter, "admit a walk-in and print its ticket (operator use)")
     enter.add_argument("--size", default="medium", help="small, medium or large")

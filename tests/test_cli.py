@@ -11,8 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from core import services as lk
 from core.cli import main
+from core.config import load_settings
+from core.domain import PaymentPurpose
+from core.services import payments
+from core.site import open_site
 from core.storage import migrate
+from core.storage.models import Payment as PaymentRow
 
 
 @pytest.fixture
@@ -160,3 +166,21 @@ def test_events_follow_prints_what_another_process_does(data_dir: Path) -> None:
     finally:
         follower.terminate()
         follower.wait(timeout=10)
+
+
+def test_payments_reconcile_settles_what_a_crashed_kiosk_left_pending(data_dir: Path) -> None:
+    site = open_site(load_settings())
+    try:
+        ticket = lk.enter(site, "small")
+        started = lk.start_payment(site, PaymentPurpose.STAY, 300, stay_id=ticket.id)
+        row = site.db.read(lambda s: s.get(PaymentRow, started.id))
+        assert row is not None and row.provider_ref is not None
+        site.payments.poll(payments._request(site, row), row.provider_ref)  # reader approved
+    finally:
+        site.close()
+    code, out = run("payments", "reconcile")
+    assert code == 0 and "Checked 0 pending" in out  # too recent to touch
+    code, out = run("payments", "reconcile", "--older-than", "0")
+    assert code == 0
+    assert f"payment {started.id}: charge of $3.00 -> succeeded" in out
+    assert "Checked 1 pending payment(s): 1 settled" in out

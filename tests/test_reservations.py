@@ -267,3 +267,19 @@ def test_account_reservations_are_newest_first(site: Site, clock: FixedClock) ->
     page = lk.account_reservations(site, ada)
     assert [r.id for r in page.items] == [second.id, first.id]
     assert page.total == 2
+
+
+def test_account_spots_lists_upcoming_reservations_and_cars_inside(
+    site: Site, clock: FixedClock
+) -> None:
+    ada = account(site)
+    lk.add_vehicle(site, ada, "ADA 1", "small")
+    upcoming = reserve(site, clock, start_hours=30)
+    lapsed = lk.hold(site, ada, "small", *window(clock, 40, 1))
+    inside = lk.enter(site, "small", plate="ada 1")
+    lk.enter(site, "small", plate="OTHER")
+    clock.advance(minutes=6)
+    spots = lk.account_spots(site, ada)
+    assert [r.id for r in spots.reservations] == [upcoming.id]
+    assert lapsed.id not in [r.id for r in spots.reservations]
+    assert [s.ticket_id for s in spots.stays] == [inside.id]

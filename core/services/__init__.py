@@ -28,12 +28,15 @@ from core.services.payments import (
     poll_payment,
     reconcile,
     refund_payment,
+    start_payment,
     wait_for_payment,
 )
 from core.services.reservations import (
+    AccountSpots,
     Reservation,
     ReservationState,
     account_reservations,
+    account_spots,
     cancel_reservation,
     check_in,
     confirm_reservation,
@@ -56,6 +59,7 @@ from core.services.stays import (
 )
 
 __all__ = [
+    "AccountSpots",
     "EventBatch",
     "EventCursor",
     "KeyInfo",
@@ -66,6 +70,7 @@ __all__ = [
     "ReservationState",
     "StayStatus",
     "account_reservations",
+    "account_spots",
     "add_vehicle",
     "availability",
     "cancel_payment",
@@ -105,6 +110,7 @@ __all__ = [
     "rotate_key",
     "sign_in",
     "snapshot",
+    "start_payment",
     "ticket_status",
     "wait_for_payment",
 ]

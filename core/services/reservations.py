@@ -45,9 +45,10 @@ from core.services.claims import claim_best_spot, take_spot
 from core.services.entry import issue_ticket, record_rejection, source_name
 from core.services.events import record_event
 from core.services.payments import on_settled, refund_payment, start_payment
+from core.services.stays import StayStatus, stay_status
 from core.site import Site
 from core.storage.database import rows_touched
-from core.storage.models import Account, Claim, Spot, Stay
+from core.storage.models import Account, Claim, Spot, Stay, Vehicle
 from core.storage.models import Payment as PaymentRow
 from core.storage.models import Reservation as ReservationRow
 from core.tariff import Quote, format_money
@@ -712,3 +713,54 @@ def account_reservations(
 
 def describe_price(reservation: Reservation) -> str:
     return format_money(reservation.price, reservation.currency)
+
+
+@dataclass(frozen=True)
+class AccountSpots:
+    """What an account holds now: reservations still to come or in use, and
+    cars inside (checked in with a reservation, or with a registered plate)."""
+
+    reservations: tuple[Reservation, ...]
+    stays: tuple[StayStatus, ...]
+
+
+def account_spots(site: Site, account_id: int) -> AccountSpots:
+    """The account's current and upcoming reservations (soonest first) and
+    the stays of its cars still inside."""
+    now = site.clock.now()
+
+    def work(session: Session) -> tuple[list[tuple[ReservationRow, Spot]], list[int]]:
+        rows = session.execute(
+            select(ReservationRow, Spot)
+            .join(Spot, Spot.id == ReservationRow.spot_id)
+            .where(
+                ReservationRow.site_id == site.id,
+                ReservationRow.account_id == account_id,
+                ReservationRow.ends_at > now,
+                ReservationRow.state.in_(
+                    [ReservationState.HELD, ReservationState.CONFIRMED, ReservationState.CHECKED_IN]
+                ),
+            )
+            .order_by(ReservationRow.starts_at, ReservationRow.id)
+        ).all()
+        plates = select(Vehicle.plate).where(
+            Vehicle.site_id == site.id, Vehicle.account_id == account_id
+        )
+        stay_ids = session.scalars(
+            select(Stay.id)
+            .where(
+                Stay.site_id == site.id,
+                Stay.exited_at.is_(None),
+                (Stay.account_id == account_id) | Stay.plate.in_(plates),
+            )
+            .order_by(Stay.entered_at)
+        ).all()
+        return [(r, s) for r, s in rows], list(stay_ids)
+
+    rows, stay_ids = site.db.read(work)
+    # A lapsed hold is gone for the driver even before the worker tidies it.
+    live = [(r, s) for r, s in rows if r.state != ReservationState.HELD or r.hold_expires_at > now]
+    return AccountSpots(
+        tuple(_reservation(site, r, s) for r, s in live),
+        tuple(stay_status(site, stay_id) for stay_id in stay_ids),
+    )

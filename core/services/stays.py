@@ -168,6 +168,12 @@ def _open_stay(session: Session, site: Site, stay_id: int) -> StayRow:
     return stay
 
 
+def stay_status(site: Site, stay_id: int) -> StayStatus:
+    """A car inside, by ticket id (for the account and attendant views)."""
+    stay = site.db.read(lambda s: _open_stay(s, site, stay_id))
+    return _status(site, stay, site.clock.now())
+
+
 def lost_ticket_quote(site: Site, stay_id: int) -> Quote:
     """What a driver who lost the ticket pays, by the tariff's lost-ticket
     rule (flat fee, the real fee from the entry log, or the greater)."""
