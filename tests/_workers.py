@@ -16,23 +16,25 @@ from core.errors import LotFull, TicketAlreadyUsed
 from core.site import open_site
 
 
-def open_worker_site(url: str, data_dir: str, secret: str) -> Any:
+def open_worker_site(url: str, data_dir: str, secret: str, now_iso: str) -> Any:
+    """The worker's own site, at the test's instant: the test judges the
+    result with its fixed clock, so the workers must not read the wall clock."""
     settings = load_settings(
         database={"url": url, "auto_migrate": False},
         paths={"data_dir": data_dir},
         tickets={"secret": secret},
     )
-    return open_site(settings)
+    return open_site(settings, clock=FixedClock(datetime.fromisoformat(now_iso)))
 
 
 def enter_many(
-    url: str, data_dir: str, secret: str, count: int, barrier: Any, results: Any
+    url: str, data_dir: str, secret: str, now_iso: str, count: int, barrier: Any, results: Any
 ) -> None:
     codes: list[str] = []
     full = 0
     errors: list[str] = []
     try:
-        site = open_worker_site(url, data_dir, secret)
+        site = open_worker_site(url, data_dir, secret, now_iso)
         barrier.wait()
         for i in range(count):
             try:
@@ -48,13 +50,20 @@ def enter_many(
 
 
 def exit_all(
-    url: str, data_dir: str, secret: str, codes: list[str], seed: int, barrier: Any, results: Any
+    url: str,
+    data_dir: str,
+    secret: str,
+    now_iso: str,
+    codes: list[str],
+    seed: int,
+    barrier: Any,
+    results: Any,
 ) -> None:
     exited: list[str] = []
     used = 0
     errors: list[str] = []
     try:
-        site = open_worker_site(url, data_dir, secret)
+        site = open_worker_site(url, data_dir, secret, now_iso)
         order = list(codes)
         random.Random(seed).shuffle(order)
         barrier.wait()

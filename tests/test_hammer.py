@@ -44,9 +44,10 @@ def run_processes(target: Callable[..., None], args: list[tuple[Any, ...]]) -> l
 def test_hammer_entries_never_overbook(make_site: SiteFactory, db_url: str, tmp_path: Path) -> None:
     site = make_site(make_layout(small=100, medium=300, large=100, levels=3))
     per_process = 1200 // PROCESSES
+    now = site.clock.now().isoformat()
     results = run_processes(
         _workers.enter_many,
-        [(db_url, str(tmp_path), SECRET, per_process) for _ in range(PROCESSES)],
+        [(db_url, str(tmp_path), SECRET, now, per_process) for _ in range(PROCESSES)],
     )
     errors = [e for _, _, errs in results for e in errs]
     assert errors == [], errors[0]
@@ -74,7 +75,10 @@ def test_hammer_each_ticket_exits_exactly_once(
     codes = [lk.enter(site, "small").code for _ in range(50)]
     results = run_processes(
         _workers.exit_all,
-        [(db_url, str(tmp_path), SECRET, codes, seed) for seed in range(PROCESSES)],
+        [
+            (db_url, str(tmp_path), SECRET, site.clock.now().isoformat(), codes, seed)
+            for seed in range(PROCESSES)
+        ],
     )
     errors = [e for _, _, errs in results for e in errs]
     assert errors == [], errors[0]

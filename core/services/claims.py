@@ -15,13 +15,12 @@ spot list, a busy list read a moment earlier); deciding never does.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
-    CursorResult,
     and_,
     bindparam,
     case,
@@ -37,7 +36,8 @@ from sqlalchemy.orm import Session
 from core.allocation import Interval, SpotRow, rank_spots
 from core.domain import ClaimKind, Size
 from core.site import Site
-from core.storage.database import Conflict, rows_touched
+from core.storage.batch import Outcome, Step, rows_before, send
+from core.storage.database import Conflict
 from core.storage.models import claims_table, spots_table, stays_table
 
 C = claims_table.c
@@ -92,9 +92,9 @@ _LOCK_SPOT = (
     .values(version=S.version + 1)
 )
 # The verify half of lock-then-verify and the insert, in one statement: a
-# claim row unless a live claim on the spot overlaps the window. A new
-# statement, so on MariaDB (READ COMMITTED) it sees every commit made before
-# the spot lock was granted.
+# claim row if the lock statement just before it touched the spot row and no
+# live claim on the spot overlaps the window. A new statement, so on MariaDB
+# (READ COMMITTED) it sees every commit made before the lock was granted.
 _CLASH = select(C.id).where(
     C.site_id == bindparam("site"), C.spot_id == bindparam("spot"), _OVERLAPS, _LIVE
 )
@@ -108,7 +108,7 @@ _INSERT_IF_CLEAR = insert(claims_table).from_select(
         bindparam("end", type_=C.ends_at.type),
         bindparam("expires", type_=C.expires_at.type),
         bindparam("now", type_=C.created_at.type),
-    ).where(~exists(_CLASH)),
+    ).where(rows_before() == 1, ~exists(_CLASH)),
 )
 _IN_SERVICE = select(S.id, S.label, S.level, S.size).where(
     S.site_id == bindparam("site"), S.removed.is_(False), S.out_of_service.is_(False)
@@ -157,25 +157,33 @@ def neighbour_claims(
     return by_spot
 
 
-def _lock_spot(session: Session, site_id: str, spot_id: int, min_size: int) -> bool:
-    """Lock the spot row if it is in service and at least `min_size`."""
-    params = {"b_site": site_id, "b_spot": spot_id, "b_size": min_size}
-    return rows_touched(session.execute(_LOCK_SPOT, params)) == 1
+@dataclass(frozen=True)
+class Claimed:
+    """A claim just taken, and what the steps sent with it did."""
+
+    spot_id: int
+    claim_id: int
+    then: tuple[Outcome, ...] = ()
 
 
-def _insert_if_clear(
+def _try_spot(
     session: Session,
     site_id: str,
     spot_id: int,
+    min_size: int,
     kind: ClaimKind,
     start: datetime,
     end: datetime,
     now: datetime,
     expires_at: datetime | None,
-) -> int | None:
-    """Insert the claim unless a live claim on the spot overlaps the window;
-    the new claim's id, or None. Only ever run with the spot row locked."""
-    params = {
+    then: Sequence[Step],
+) -> tuple[bool, Claimed | None]:
+    """Lock the spot (in service, at least `min_size`), insert the claim if
+    no live claim overlaps the window, then run `then` (steps guarded by
+    `rows_before() = 1`, so they act only if the claim went in): all in one
+    round trip. Returns (the spot was locked, the claim if taken)."""
+    lock = {"b_site": site_id, "b_spot": spot_id, "b_size": min_size}
+    claim = {
         "site": site_id,
         "spot": spot_id,
         "kind": kind.value,
@@ -184,8 +192,11 @@ def _insert_if_clear(
         "now": now,
         "expires": expires_at,
     }
-    result = cast(CursorResult[Any], session.execute(_INSERT_IF_CLEAR, params))
-    return int(result.lastrowid) if result.rowcount == 1 else None
+    outcomes = send(session, [(_LOCK_SPOT, lock), (_INSERT_IF_CLEAR, claim), *then])
+    locked, inserted = outcomes[0].rows == 1, outcomes[1].new_id
+    if inserted is None:
+        return locked, None
+    return locked, Claimed(spot_id, inserted, tuple(outcomes[2:]))
 
 
 def take_spot(
@@ -198,14 +209,17 @@ def take_spot(
     end: datetime,
     now: datetime,
     expires_at: datetime | None = None,
-) -> int | None:
+    then: Sequence[Step] = (),
+) -> Claimed | None:
     """Claim the spot for [start, end) if it is in service, at least
-    `min_size` and free for the window: the new claim's id, or None. The only
-    way a claim is inserted. Lock-then-verify: the spot row stays locked until
-    commit, so no other claim on it can be checked or inserted meanwhile."""
-    if not _lock_spot(session, site_id, spot_id, min_size):
-        return None
-    return _insert_if_clear(session, site_id, spot_id, kind, start, end, now, expires_at)
+    `min_size` and free for the window, or return None. The only way a claim
+    is inserted. Lock-then-verify: the spot row stays locked until commit, so
+    no other claim on it can be checked or inserted meanwhile. `then` are
+    steps that build on the new claim (see `core.storage.batch`)."""
+    _, claimed = _try_spot(
+        session, site_id, spot_id, min_size, kind, start, end, now, expires_at, then
+    )
+    return claimed
 
 
 def claim_best_spot(
@@ -217,11 +231,13 @@ def claim_best_spot(
     end: datetime,
     now: datetime,
     expires_at: datetime | None = None,
-) -> tuple[SpotRow, int] | None:
+    then: Callable[[SpotRow], Sequence[Step]] | None = None,
+) -> tuple[SpotRow, Claimed] | None:
     """Claim the best-fitting free spot for [start, end): returns the spot and
-    the new claim id, or None when no fitting spot is free for the window.
-    Raises `Conflict` (the unit of work reruns) if every candidate tried was
-    taken by another process in the meantime."""
+    the claim, or None when no fitting spot is free for the window. Raises
+    `Conflict` (the unit of work reruns) if every candidate tried was taken by
+    another process in the meantime. `then(spot)` gives the steps to send
+    with each try (see `take_spot`)."""
     for refresh in (False, True):
         spots = site.in_service_spots(session, refresh=refresh)
         busy, near = busy_spots(session, site.id, start, end, now)
@@ -233,10 +249,12 @@ def claim_best_spot(
         return None
     neighbours = neighbour_claims(session, site.id, (s.id for s in free if s.id in near), now)
     for spot in rank_spots(free, neighbours, car, start, end, site.rng, best=TRIES_PER_PASS):
-        if not _lock_spot(session, site.id, spot.id, car):
+        steps = then(spot) if then is not None else ()
+        locked, claimed = _try_spot(
+            session, site.id, spot.id, car, kind, start, end, now, expires_at, steps
+        )
+        if claimed is not None:
+            return spot, claimed
+        if not locked:
             site.forget_spots()  # closed, removed or shrunk: our list is stale
-            continue
-        claim_id = _insert_if_clear(session, site.id, spot.id, kind, start, end, now, expires_at)
-        if claim_id is not None:
-            return spot, claim_id
     raise Conflict("every candidate spot was taken meanwhile")

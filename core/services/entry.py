@@ -21,13 +21,13 @@ from core.errors import (
     TicketUnknown,
     WrongKindOfCode,
 )
-from core.services.claims import claim_best_spot
-from core.services.events import record_event
+from core.services.claims import Claimed, claim_best_spot
+from core.services.events import event_step, record_event
 from core.site import Site
-from core.storage.database import rows_touched
+from core.storage.batch import Step, id_before, rows_before, send
 from core.storage.models import claims_table, spots_table, stays_table
 from core.tariff import StayFacts, format_money
-from core.ticket_codes import VERSION, ShortCode, SignedCode, parse_code
+from core.ticket_codes import VERSION, KeyRing, ShortCode, SignedCode, parse_code
 
 S = spots_table.c
 T = stays_table.c
@@ -38,7 +38,20 @@ C = claims_table.c
 StayRow = Any
 
 # Hot-path statements are built once; only their parameters change.
-_INSERT_STAY = insert(stays_table)
+# A batch step (`core.storage.batch`): the stay for the claim inserted by
+# the step before, if it inserted one.
+_STAY_COLUMNS = [
+    c for c in stays_table.c if c.key not in ("id", "exited_at", "exit_kiosk", "overstay_noted_at")
+]
+_INSERT_STAY_FOR_NEW_CLAIM = insert(stays_table).from_select(
+    [c.key for c in _STAY_COLUMNS],
+    select(
+        *[
+            id_before() if c.key == "claim_id" else bindparam(c.key, type_=c.type)
+            for c in _STAY_COLUMNS
+        ]
+    ).where(rows_before() == 1),
+)
 _STAY_FOR_EXIT = (
     select(
         T.id,
@@ -67,9 +80,10 @@ _END_STAY = (
     .where(T.id == bindparam("stay"), T.exited_at.is_(None))
     .values(exited_at=bindparam("now"), exit_kiosk=bindparam("kiosk"))
 )
+# Sent after the exit event, which is written only if the stay was ended.
 _CUT_CLAIM = (
     update(claims_table)
-    .where(C.id == bindparam("claim"), C.ends_at > bindparam("now"))
+    .where(C.id == bindparam("claim"), C.ends_at > bindparam("now"), rows_before() == 1)
     .values(ends_at=bindparam("now"))
 )
 
@@ -90,7 +104,12 @@ def enter(site: Site, size: Size | str, plate: str | None = None, kiosk: str = "
     def work(session: Session) -> Ticket | LotFull:
         now = site.clock.now()
         until = now + site.max_stay
-        taken = claim_best_spot(session, site, car, ClaimKind.STAY, now, until, now)
+        keyring = site.keyring()
+
+        def stay(spot: SpotRow) -> list[Step]:
+            return stay_steps(site, keyring, spot, car, plate, now, until, source)
+
+        taken = claim_best_spot(session, site, car, ClaimKind.STAY, now, until, now, then=stay)
         if taken is None:
             refusal = LotFull(car.label)
             record_event(
@@ -103,8 +122,8 @@ def enter(site: Site, size: Size | str, plate: str | None = None, kiosk: str = "
                 data={"size": car.label, "plate": plate},
             )
             return refusal
-        spot, claim_id = taken
-        return issue_ticket(session, site, spot, claim_id, car, plate, now, until, source)
+        spot, claimed = taken
+        return make_ticket(keyring, claimed, spot, car, plate, now, until)
 
     result = site.db.write(work)
     if isinstance(result, LotFull):
@@ -112,11 +131,10 @@ def enter(site: Site, size: Size | str, plate: str | None = None, kiosk: str = "
     return result
 
 
-def issue_ticket(
-    session: Session,
+def stay_steps(
     site: Site,
+    keyring: KeyRing,
     spot: SpotRow,
-    claim_id: int,
     car: Size,
     plate: str | None,
     now: datetime,
@@ -126,13 +144,12 @@ def issue_ticket(
     reservation_id: int | None = None,
     account_id: int | None = None,
     billed_from: datetime | None = None,
-) -> Ticket:
-    """The stay row, its signed code and its event, for a claim just taken
-    in this transaction (a walk-in, or a reservation checking in)."""
-    keyring = site.keyring()
+) -> list[Step]:
+    """The stay row and its entry event, as steps sent with the claim they
+    build on (`take_spot(..., then=...)`): a walk-in, or a reservation
+    checking in. `make_ticket` then turns the result into the ticket."""
     values: dict[str, object] = {
         "site_id": site.id,
-        "claim_id": claim_id,
         "spot_id": spot.id,
         "car_size": int(car),
         "plate": plate,
@@ -140,23 +157,18 @@ def issue_ticket(
         "entered_at": now,
         "max_stay_until": until,
         "entry_kiosk": source,
+        "reservation_id": reservation_id,
+        "account_id": account_id,
+        "paid_amount": 0,
+        "lost_ticket": False,
+        "billed_from": billed_from,
+        # A reservation is prepaid until it ends; billed by time after that.
+        "paid_until": (
+            (billed_from or until) + site.tariff.exit_grace if reservation_id is not None else None
+        ),
     }
-    if reservation_id is not None:
-        # Prepaid until the reservation ends; billed by time after that.
-        values.update(
-            reservation_id=reservation_id,
-            account_id=account_id,
-            billed_from=billed_from,
-            paid_until=(billed_from or until) + site.tariff.exit_grace,
-        )
-    stay_id = int(
-        session.execute(_INSERT_STAY, values).inserted_primary_key[0]  # type: ignore[attr-defined]
-    )
-    code = keyring.sign(stay_id, int(now.timestamp()))
-    short = keyring.short_code(keyring.active_id, stay_id)
     how = f"reservation {reservation_id}" if reservation_id is not None else "entry"
-    record_event(
-        session,
+    event = event_step(
         site.id,
         now,
         EventKind.ENTRY,
@@ -164,10 +176,28 @@ def issue_ticket(
         source=source,
         spot_id=spot.id,
         spot_label=spot.label,
-        stay_id=stay_id,
+        new_stay=True,
         data={"size": car.label, "spot_size": Size(spot.size).label, "plate": plate}
         | ({"reservation_id": reservation_id} if reservation_id is not None else {}),
     )
+    return [(_INSERT_STAY_FOR_NEW_CLAIM, values), event]
+
+
+def make_ticket(
+    keyring: KeyRing,
+    claimed: Claimed,
+    spot: SpotRow,
+    car: Size,
+    plate: str | None,
+    now: datetime,
+    until: datetime,
+) -> Ticket:
+    """The signed ticket for the stay that `stay_steps` inserted."""
+    stay_id = claimed.then[0].new_id if claimed.then else None
+    if stay_id is None:  # the stay step always follows a taken claim
+        raise RuntimeError(f"claim {claimed.claim_id} was taken but its stay was not written")
+    code = keyring.sign(stay_id, int(now.timestamp()))
+    short = keyring.short_code(keyring.active_id, stay_id)
     return Ticket(
         id=stay_id,
         code=code.text,
@@ -299,13 +329,9 @@ def exit(site: Site, code: str, kiosk: str = "") -> ExitResult:
 def end_stay(
     session: Session, site: Site, stay: StayRow, now: datetime, source: str, how: str = "Exit"
 ) -> ExitResult | TicketError:
-    ended = session.execute(_END_STAY, {"stay": stay.id, "now": now, "kiosk": source})
-    if rows_touched(ended) != 1:
-        exited_at = session.scalar(select(T.exited_at).where(T.id == stay.id))
-        return TicketAlreadyUsed(site.describe_time(exited_at) if exited_at else "an earlier time")
-    session.execute(_CUT_CLAIM, {"claim": stay.claim_id, "now": now})
-    record_event(
-        session,
+    """End the stay (once: the UPDATE touches a row only while it is open),
+    log the exit and cut its claim to now, in one round trip."""
+    event = event_step(
         site.id,
         now,
         EventKind.EXIT,
@@ -316,4 +342,15 @@ def end_stay(
         stay_id=stay.id,
         data={"minutes": int((now - stay.entered_at).total_seconds() // 60)},
     )
+    ended, _, _ = send(
+        session,
+        [
+            (_END_STAY, {"stay": stay.id, "now": now, "kiosk": source}),
+            event,
+            (_CUT_CLAIM, {"claim": stay.claim_id, "now": now}),
+        ],
+    )
+    if ended.rows != 1:
+        exited_at = session.scalar(select(T.exited_at).where(T.id == stay.id))
+        return TicketAlreadyUsed(site.describe_time(exited_at) if exited_at else "an earlier time")
     return ExitResult(stay.id, stay.label, stay.level, stay.entered_at, now)

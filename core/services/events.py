@@ -17,17 +17,43 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ColumnElement, Insert
 
 from core.domain import Event, EventKind
 from core.site import Site
+from core.storage.batch import Step, id_before, rows_before
 from core.storage.models import EventRow, events_table
 
 GAP_TIMEOUT = timedelta(seconds=30)
 MAX_PENDING = 5000
 # Built once: the values come as parameters (every change writes one).
 _INSERT_EVENT = insert(events_table)
+
+
+def _event_values(
+    site_id: str,
+    at: datetime,
+    kind: EventKind | str,
+    message: str,
+    source: str,
+    spot_id: int | None,
+    spot_label: str | None,
+    stay_id: int | None,
+    data: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "site_id": site_id,
+        "at": at,
+        "kind": str(kind),
+        "source": source[:64],
+        "spot_id": spot_id,
+        "spot_label": spot_label,
+        "stay_id": stay_id,
+        "message": message[:255],
+        "data": json.dumps(data or {}, sort_keys=True, default=str),
+    }
 
 
 def record_event(
@@ -46,18 +72,49 @@ def record_event(
     """Append an event inside the caller's transaction."""
     session.execute(
         _INSERT_EVENT,
-        {
-            "site_id": site_id,
-            "at": at,
-            "kind": str(kind),
-            "source": source[:64],
-            "spot_id": spot_id,
-            "spot_label": spot_label,
-            "stay_id": stay_id,
-            "message": message[:255],
-            "data": json.dumps(data or {}, sort_keys=True, default=str),
-        },
+        _event_values(site_id, at, kind, message, source, spot_id, spot_label, stay_id, data),
     )
+
+
+_EVENT_COLUMNS = [c for c in events_table.c if c.key != "id"]
+
+
+def _event_if_done(stay_id: ColumnElement[Any]) -> Insert:
+    values = [
+        stay_id if c.key == "stay_id" else bindparam(c.key, type_=c.type) for c in _EVENT_COLUMNS
+    ]
+    return insert(events_table).from_select(
+        [c.key for c in _EVENT_COLUMNS], select(*values).where(rows_before() == 1)
+    )
+
+
+# Batch steps (`core.storage.batch`): the event is written only if the step
+# before it touched one row; the second takes the id that step inserted.
+_EVENT_IF_DONE = _event_if_done(bindparam("stay_id", type_=events_table.c.stay_id.type))
+_EVENT_FOR_NEW_STAY = _event_if_done(id_before())
+
+
+def event_step(
+    site_id: str,
+    at: datetime,
+    kind: EventKind | str,
+    message: str,
+    *,
+    source: str = "",
+    spot_id: int | None = None,
+    spot_label: str | None = None,
+    stay_id: int | None = None,
+    data: dict[str, Any] | None = None,
+    new_stay: bool = False,
+) -> Step:
+    """`record_event` as a step for `core.storage.batch.send`: written only if
+    the step before it touched a row. With `new_stay`, the event names the
+    stay that step inserted."""
+    values = _event_values(site_id, at, kind, message, source, spot_id, spot_label, stay_id, data)
+    if new_stay:
+        del values["stay_id"]
+        return _EVENT_FOR_NEW_STAY, values
+    return _EVENT_IF_DONE, values
 
 
 def _event(row: EventRow) -> Event:

@@ -42,11 +42,12 @@ from core.errors import (
 )
 from core.payments.provider import PaymentStatus
 from core.services.claims import claim_best_spot, take_spot
-from core.services.entry import issue_ticket, record_rejection, source_name
+from core.services.entry import make_ticket, record_rejection, source_name, stay_steps
 from core.services.events import record_event
 from core.services.payments import on_settled, refund_payment, start_payment
 from core.services.stays import StayStatus, stay_status
 from core.site import Site
+from core.storage.batch import Step
 from core.storage.database import rows_touched
 from core.storage.models import Account, Claim, Spot, Stay, Vehicle
 from core.storage.models import Payment as PaymentRow
@@ -197,11 +198,11 @@ def hold(
         taken = claim_best_spot(session, site, car, ClaimKind.HOLD, start, end, now, expires)
         if taken is None:
             return None
-        spot, claim_id = taken
+        spot, claimed = taken
         row = ReservationRow(
             site_id=site.id,
             account_id=account_id,
-            claim_id=claim_id,
+            claim_id=claimed.claim_id,
             spot_id=spot.id,
             car_size=int(car),
             plate=plate,
@@ -291,7 +292,7 @@ def _confirm_on_payment(
         # The hold lapsed: its claim is dead. Take the spot again if free.
         session.execute(update(Claim).where(Claim.id == claim.id).values(cancelled_at=now))
         car = Size(row.car_size)
-        claim_id = take_spot(
+        claimed = take_spot(
             session,
             site.id,
             row.spot_id,
@@ -301,16 +302,15 @@ def _confirm_on_payment(
             row.ends_at,
             now,
         )
-        spot_id = row.spot_id
-        if claim_id is None:
+        if claimed is None:
             taken = claim_best_spot(
                 session, site, car, ClaimKind.RESERVATION, row.starts_at, row.ends_at, now
             )
             if taken is None:
                 row.state = ReservationState.EXPIRED.value
                 return "the hold expired before the payment and no spot is left for that time"
-            spot_id, claim_id = taken[0].id, taken[1]
-        row.claim_id, row.spot_id = claim_id, spot_id
+            claimed = taken[1]
+        row.claim_id, row.spot_id = claimed.claim_id, claimed.spot_id
     row.state = ReservationState.CONFIRMED.value
     row.confirmed_at = now
     spot = session.get_one(Spot, row.spot_id)
@@ -519,15 +519,43 @@ def check_in(site: Site, code: str, plate: str | None = None, kiosk: str = "") -
                 Stay.site_id == site.id, Stay.spot_id == row.spot_id, Stay.exited_at.is_(None)
             )
         )
-        claim_id = None
-        spot = session.get_one(Spot, row.spot_id)
-        if not occupied:
-            claim_id = take_spot(
-                session, site.id, row.spot_id, car, ClaimKind.STAY, now, row.ends_at, now
+        keyring = site.keyring()
+        plate_seen = normalize_plate(plate) or row.plate
+
+        def stay(spot: SpotRow) -> list[Step]:
+            return stay_steps(
+                site,
+                keyring,
+                spot,
+                car,
+                plate_seen,
+                now,
+                row.ends_at,
+                source,
+                reservation_id=row.id,
+                account_id=row.account_id,
+                billed_from=row.ends_at,
             )
+
+        spot = session.get_one(Spot, row.spot_id)
         chosen = SpotRow(spot.id, spot.label, spot.level, spot.size)
-        if claim_id is None:
-            taken = claim_best_spot(session, site, car, ClaimKind.STAY, now, row.ends_at, now)
+        claimed = None
+        if not occupied:
+            claimed = take_spot(
+                session,
+                site.id,
+                row.spot_id,
+                car,
+                ClaimKind.STAY,
+                now,
+                row.ends_at,
+                now,
+                then=stay(chosen),
+            )
+        if claimed is None:
+            taken = claim_best_spot(
+                session, site, car, ClaimKind.STAY, now, row.ends_at, now, then=stay
+            )
             if taken is None:
                 raise _Refused(
                     ReservationError(
@@ -537,21 +565,8 @@ def check_in(site: Site, code: str, plate: str | None = None, kiosk: str = "") -
                     ),
                     alert=True,
                 )
-            chosen, claim_id = taken
-        ticket = issue_ticket(
-            session,
-            site,
-            chosen,
-            claim_id,
-            car,
-            normalize_plate(plate) or row.plate,
-            now,
-            row.ends_at,
-            source,
-            reservation_id=row.id,
-            account_id=row.account_id,
-            billed_from=row.ends_at,
-        )
+            chosen, claimed = taken
+        ticket = make_ticket(keyring, claimed, chosen, car, plate_seen, now, row.ends_at)
         row.state = ReservationState.CHECKED_IN.value
         row.checked_in_at = now
         row.stay_id = ticket.id
