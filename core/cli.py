@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from core.config import Settings, load_settings
 from core.domain import Availability, Event, Size
-from core.errors import LotkeeperError
+from core.errors import ConfigError, LotkeeperError
 
 EXIT_ERROR = 1
 
@@ -236,6 +236,18 @@ def cmd_payments_reconcile(args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_ERROR if report.errors else 0
 
 
+def cmd_kiosk(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        from kiosk.app import KioskApp
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise ConfigError(f"the kiosk app is not installed ({exc})") from None
+
+    site = _open(args)
+    app = KioskApp(site, kiosk_id=args.kiosk_id, role=args.role)
+    app.run()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lotkeeper", description="Lotkeeper parking garage: operator commands."
@@ -288,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MINUTES",
         help="only attempts older than this (default: twice the reader timeout)",
     )
+
+    kiosk = add("kiosk", cmd_kiosk, "run the touchscreen kiosk (entry, pay, exit)")
+    kiosk.add_argument("--role", choices=["entry", "pay", "exit", "combined"])
+    kiosk.add_argument("--kiosk-id")
 
     enter = add("enter", cmd_enter, "admit a walk-in and print its ticket (operator use)")
     enter.add_argument("--size", default="medium", help="small, medium or large")

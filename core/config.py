@@ -134,6 +134,24 @@ class PaymentSettings(_Section):
         return self
 
 
+class PrinterSettings(_Section):
+    url: str = "preview"
+    """`preview` (show and save the ticket), `tcp://host:9100`,
+    `usb://VID:PID`, `serial:/dev/ttyUSB0`, `file:/dev/usb/lp0`, `cups:NAME`."""
+    timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+
+
+class KioskSettings(_Section):
+    id: str = Field(default="kiosk-1", min_length=1, max_length=64)
+    role: Literal["entry", "pay", "exit", "combined"] = "combined"
+    language: Literal["en", "es"] = "en"
+    idle_timeout_seconds: int = Field(default=60, ge=10, le=3600)
+    """Back to the start screen after this long without a touch."""
+    staff_pin: SecretStr | None = None
+    """The PIN that leaves the kiosk app. Unset: one is generated on first
+    start into `<data_dir>/kiosk-pin` (readable only by its owner)."""
+
+
 class PathSettings(_Section):
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("lotkeeper")))
 
@@ -152,6 +170,8 @@ class Settings(BaseSettings):
     tickets: TicketSettings = TicketSettings()
     tariff: TariffSettings = TariffSettings()
     payments: PaymentSettings = PaymentSettings()
+    printer: PrinterSettings = PrinterSettings()
+    kiosk: KioskSettings = KioskSettings()
     paths: PathSettings = PathSettings()
 
     @classmethod

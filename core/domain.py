@@ -79,6 +79,7 @@ class EventKind(enum.StrEnum):
     CHECK_IN_REFUSED = "check_in_refused"
     NO_SHOW = "no_show"
     OVERSTAY = "overstay"
+    DEVICE_FAULT = "device_fault"
 
 
 _PLATE_RE = re.compile(r"^[A-Z0-9][A-Z0-9 -]{0,14}$")

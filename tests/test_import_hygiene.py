@@ -12,6 +12,7 @@ def test_core_imports_without_ui_or_device_libraries() -> None:
     probe = (
         "import sys\n"
         "import core, core.services, core.site, core.cli, core.config, core.storage.migrate\n"
+        "import core.devices.printer, core.devices.gate, core.payments\n"
         f"loaded = sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r})\n"
         "print(','.join(loaded))\n"
     )

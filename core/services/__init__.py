@@ -17,6 +17,7 @@ from core.services.accounts import (
     sign_in,
 )
 from core.services.availability import LotSnapshot, availability, snapshot
+from core.services.devices import record_device_fault
 from core.services.entry import enter, exit
 from core.services.events import EventBatch, EventCursor, events_since, recent_events
 from core.services.keys import KeyInfo, list_keys, retire_key, rotate_key
@@ -55,6 +56,7 @@ from core.services.stays import (
     note_overstays,
     pay_lost_ticket,
     pay_ticket,
+    stay_status,
     ticket_status,
 )
 
@@ -103,6 +105,7 @@ __all__ = [
     "quote_reservation",
     "recent_events",
     "reconcile",
+    "record_device_fault",
     "refund_payment",
     "release_no_shows",
     "remove_vehicle",
@@ -111,6 +114,7 @@ __all__ = [
     "sign_in",
     "snapshot",
     "start_payment",
+    "stay_status",
     "ticket_status",
     "wait_for_payment",
 ]

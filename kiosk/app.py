@@ -1,0 +1,394 @@
+"""The touchscreen kiosk: entry, pay and exit, for drivers in a hurry.
+
+It never ends at a shell, a traceback or a dead screen: Ctrl+C, Ctrl+Q,
+Ctrl+Z and the command palette do nothing; only a staff PIN (F10) leaves.
+Every blocking call (database, printer, card reader) runs in a thread worker
+that reports back with `call_from_thread`; a failure becomes a message on
+screen. After `idle_timeout_seconds` without a touch, any screen counts down
+and returns to the start screen.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.widgets import Label
+
+from core import services as lk
+from core.devices.gate import Gate, LoggedGate
+from core.domain import Availability, Payment, Size
+from core.errors import LotkeeperError, NothingToPay, PaymentRequired
+from core.payments.provider import PaymentStatus
+from core.services.events import EventCursor
+from core.site import Site
+from kiosk import screens
+from kiosk.i18n import _, use_language
+
+log = logging.getLogger("lotkeeper.kiosk")
+
+COUNTDOWN_SECONDS = 15
+TAIL_SECONDS = 0.5
+RESYNC_SECONDS = 30.0
+
+
+class KioskApp(App[None]):
+    CSS_PATH = "kiosk.tcss"
+    TITLE = "Lotkeeper"
+    ENABLE_COMMAND_PALETTE = False
+    # Priority bindings so no screen or widget gets these keys first.
+    BINDINGS = [
+        Binding("ctrl+q", "nothing", show=False, priority=True),
+        Binding("ctrl+c", "nothing", show=False, priority=True),
+        Binding("ctrl+z", "nothing", show=False, priority=True),
+        Binding("ctrl+p", "nothing", show=False, priority=True),
+        Binding("f10", "staff_exit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        kiosk_id: str | None = None,
+        role: str | None = None,
+        printer: Any = None,
+        gate: Gate | None = None,
+        staff_pin: str | None = None,
+        idle_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        settings = site.settings
+        self.site = site
+        self.kiosk_id = kiosk_id or settings.kiosk.id
+        self.role = role or settings.kiosk.role
+        self.printer = printer if printer is not None else _open_printer(site)
+        self.gate = gate or LoggedGate()
+        self.staff_pin = staff_pin or _staff_pin(site)
+        self.idle_timeout = settings.kiosk.idle_timeout_seconds
+        self.idle_clock = idle_clock
+        self.last_touch = idle_clock()
+        self.availability: Availability | None = None
+        self.cursor: EventCursor | None = None
+        self.last_resync = 0.0
+        self.pending_payment: Payment | None = None
+        use_language(settings.kiosk.language)
+
+    # -- facts screens read ------------------------------------------------
+
+    @property
+    def site_name(self) -> str:
+        return self.site.name
+
+    @property
+    def simulated_payments(self) -> bool:
+        return self.site.settings.payments.provider == "simulated"
+
+    def describe_time(self, when: datetime | None) -> str:
+        return self.site.describe_time(when) if when else ""
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.push_screen(screens.StartScreen())
+        self.set_interval(TAIL_SECONDS, self.follow_lot)
+        self.set_interval(1.0, self.idle_tick)
+        self.follow_lot()
+
+    def action_nothing(self) -> None:
+        """Swallow keys that would leave, suspend or open a palette."""
+        self.touched()
+
+    async def action_quit(self) -> None:
+        self.action_staff_exit()
+
+    def action_suspend_process(self) -> None:
+        self.touched()
+
+    def action_help_quit(self) -> None:
+        self.touched()
+
+    def action_staff_exit(self) -> None:
+        def done(ok: bool | None) -> None:
+            if ok:
+                self.exit()
+
+        self.push_screen(screens.StaffPinScreen(), done)
+
+    def check_staff_pin(self, pin: str) -> bool:
+        return hmac.compare_digest(pin.encode(), self.staff_pin.encode())
+
+    def switch_language(self) -> None:
+        from kiosk.i18n import language
+
+        use_language("es" if language() == "en" else "en")
+        self.go_home()
+
+    def go_home(self) -> None:
+        """Back to a fresh start screen (language and counts up to date)."""
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+        self.switch_screen(screens.StartScreen())
+        self.touched()
+
+    # -- idle timeout -------------------------------------------------------
+
+    def touched(self) -> None:
+        self.last_touch = self.idle_clock()
+
+    def on_event(self, event: Any) -> Any:
+        if type(event).__name__ in ("Key", "Click", "MouseDown"):
+            self.touched()
+        return super().on_event(event)
+
+    def idle_tick(self) -> None:
+        if isinstance(self.screen, screens.StartScreen):
+            self.touched()
+            return
+        if isinstance(self.screen, screens.ReaderScreen):
+            self.touched()  # the reader has its own timeout
+            return
+        idle = self.idle_clock() - self.last_touch
+        left = int(self.idle_timeout - idle)
+        for label in self.screen.query("#countdown").results(Label):
+            label.update(
+                _("Back to the start in {n} s").format(n=left) if left <= COUNTDOWN_SECONDS else ""
+            )
+        if left <= 0:
+            self.go_home()
+
+    # -- live availability --------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="lot", exit_on_error=False)
+    def follow_lot(self) -> None:
+        """Tail the event log; re-read the counts when anything changed, and
+        from scratch every `RESYNC_SECONDS` so the screen never drifts."""
+        now = time.monotonic()
+        try:
+            changed = self.cursor is None or now - self.last_resync > RESYNC_SECONDS
+            if self.cursor is not None:
+                batch = lk.events_since(self.site, self.cursor)
+                self.cursor = batch.cursor
+                changed = changed or bool(batch.events)
+            if not changed:
+                return
+            snapshot = lk.snapshot(self.site)
+            if self.cursor is None:
+                self.cursor = snapshot.cursor
+            self.last_resync = now
+            from core.services.availability import summarize
+
+            availability = summarize(snapshot.spots, snapshot.at)
+        except LotkeeperError as error:
+            log.warning("availability: %s", error)
+            return
+        self.call_from_thread(self._show_availability, availability)
+
+    def _show_availability(self, availability: Availability) -> None:
+        self.availability = availability
+        if isinstance(self.screen, screens.StartScreen):
+            self.screen.refresh_availability()
+
+    # -- journeys (workers) ---------------------------------------------------
+
+    def _fail(self, screen: Any, error: LotkeeperError) -> None:
+        self.call_from_thread(screen.failed, error)
+
+    @work(thread=True, exclusive=True, group="journey", exit_on_error=False)
+    def take_ticket(self, screen: screens.PlateScreen, size: Size, plate: str | None) -> None:
+        try:
+            ticket = lk.enter(self.site, size, plate=plate, kiosk=self.kiosk_id)
+        except LotkeeperError as error:
+            self._fail(screen, error)
+            return
+        printed, problem = self._print_ticket(ticket)
+        self.gate.open(self.kiosk_id, f"entry, ticket {ticket.id}")
+        self.call_from_thread(self.switch_screen, screens.TicketScreen(ticket, printed, problem))
+
+    def _print_ticket(self, ticket: Any) -> tuple[bool, str | None]:
+        """Print the ticket: (printed on paper, what to tell the driver when
+        its QR is shown on screen instead). On a printer fault the driver
+        still gets in (the claim is made once) with the QR to photograph, and
+        the attendant is told."""
+        from core.devices.printer import PrinterError, TicketPrint
+
+        job = TicketPrint(
+            site_name=self.site.name,
+            code=ticket.code,
+            short_code=ticket.short_code,
+            spot_label=ticket.spot_label,
+            level=ticket.level,
+            size=ticket.size.label,
+            plate=ticket.plate,
+            entered=self.site.describe_time(ticket.entered_at),
+            leave_by=self.site.describe_time(ticket.max_stay_until),
+        )
+        try:
+            preview = self.printer.print_ticket(job)
+        except PrinterError as error:
+            lk.record_device_fault(self.site, self.kiosk_id, "printer", str(error))
+            return False, _(
+                "The ticket printer is not working. Please take a photo of this code: "
+                "it is your ticket."
+            )
+        if preview is not None:
+            # The preview printer: the ticket is shown here and saved.
+            return False, _(
+                "Preview printer: your ticket is shown here and saved as {path}."
+            ).format(path=preview)
+        return True, None
+
+    @work(thread=True, exclusive=True, group="journey", exit_on_error=False)
+    def look_up(self, screen: screens.ScanScreen, code: str) -> None:
+        try:
+            status = lk.ticket_status(self.site, code, kiosk=self.kiosk_id)
+        except LotkeeperError as error:
+            self._fail(screen, error)
+            return
+        self.call_from_thread(self.switch_screen, screens.FeeScreen(code, status))
+
+    @work(thread=True, exclusive=True, group="journey", exit_on_error=False)
+    def leave(self, screen: screens.ScanScreen, code: str) -> None:
+        try:
+            result = lk.exit(self.site, code, kiosk=self.kiosk_id)
+        except PaymentRequired:
+            # Not paid (or the exit grace is over): straight into paying.
+            try:
+                status = lk.ticket_status(self.site, code, kiosk=self.kiosk_id)
+            except LotkeeperError as error:
+                self._fail(screen, error)
+                return
+            self.call_from_thread(self.switch_screen, screens.FeeScreen(code, status))
+            return
+        except LotkeeperError as error:
+            self._fail(screen, error)
+            return
+        self.gate.open(self.kiosk_id, f"exit, ticket {result.ticket_id}")
+        self.call_from_thread(self.switch_screen, screens.GoodbyeScreen(result.spot_label))
+
+    @work(thread=True, exclusive=True, group="journey", exit_on_error=False)
+    def check_in(self, screen: screens.ScanScreen, code: str) -> None:
+        try:
+            ticket = lk.check_in(self.site, code, kiosk=self.kiosk_id)
+        except LotkeeperError as error:
+            self._fail(screen, error)
+            return
+        printed, problem = self._print_ticket(ticket)
+        self.gate.open(self.kiosk_id, f"reservation check-in, ticket {ticket.id}")
+        self.call_from_thread(self.switch_screen, screens.TicketScreen(ticket, printed, problem))
+
+    @work(thread=True, exclusive=True, group="payment", exit_on_error=False)
+    def pay(self, screen: screens.ReaderScreen, code: str, card: str | None = None) -> None:
+        try:
+            payment = lk.pay_ticket(self.site, code, card=card, kiosk=self.kiosk_id)
+        except NothingToPay as done:
+            self.call_from_thread(self.switch_screen, screens.MessageScreen(str(done)))
+            return
+        except LotkeeperError as error:
+            self._fail(screen, error)
+            return
+        self.pending_payment = payment
+
+        def show(update: Payment) -> None:
+            self.pending_payment = update
+            self.call_from_thread(screen.reader_status, update)
+
+        try:
+            final = lk.wait_for_payment(self.site, payment.id, on_update=show)
+        except LotkeeperError as error:
+            self._fail(screen, error)
+            return
+        self.pending_payment = None
+        self.call_from_thread(screen.finished, final)
+
+    @work(thread=True, group="cancel", exit_on_error=False)
+    def cancel_payment(self, screen: screens.ReaderScreen) -> None:
+        payment = self.pending_payment
+        if payment is None or payment.status is not PaymentStatus.PENDING:
+            return
+        try:
+            lk.cancel_payment(self.site, payment.id)
+        except LotkeeperError as error:
+            self._fail(screen, error)
+        # The paying worker sees the cancelled state on its next poll.
+
+    @work(thread=True, group="receipt", exit_on_error=False)
+    def print_receipt(self, screen: screens.ReceiptScreen, payment: Payment) -> None:
+        from core.devices.printer import PrinterError, ReceiptPrint
+        from core.tariff import format_money
+
+        status = None
+        if payment.stay_id is not None:
+            try:
+                status = lk.stay_status(self.site, payment.stay_id)
+            except LotkeeperError:
+                status = None
+        card = (
+            f"{(payment.card_brand or 'card').title()} **** {payment.card_last4}"
+            if payment.card_last4
+            else "Card"
+        )
+        job = ReceiptPrint(
+            site_name=self.site.name,
+            reference=f"Ticket {payment.stay_id}" if payment.stay_id else f"Payment {payment.id}",
+            lines=tuple(
+                (line.label, format_money(line.amount, payment.currency))
+                for line in (status.quote.lines if status else ())
+            ),
+            total=format_money(payment.amount, payment.currency),
+            paid_with=card,
+            exit_by=self.describe_time(status.paid_until) if status else None,
+            simulated=payment.simulated,
+        )
+        try:
+            self.printer.print_receipt(job)
+            text = (
+                _("Please leave by {time}.").format(time=job.exit_by)
+                if job.exit_by
+                else _("Thank you.")
+            )
+        except PrinterError:
+            # The payment stands; the receipt is on screen instead.
+            text = _("The receipt printer is not working. Paid {total}; leave by {time}.").format(
+                total=job.total, time=job.exit_by or "-"
+            )
+        self.call_from_thread(screen.receipt_done, text)
+
+    def raise_alert(self, what: str) -> None:
+        self.run_worker(
+            lambda: lk.record_device_fault(self.site, self.kiosk_id, "help", what),
+            thread=True,
+            exit_on_error=False,
+        )
+
+
+def _open_printer(site: Site) -> Any:
+    from core.devices.printer import open_printer
+
+    settings = site.settings.printer
+    return open_printer(
+        settings.url, site.settings.paths.data_dir / "printed", timeout=settings.timeout_seconds
+    )
+
+
+def _staff_pin(site: Site) -> str:
+    """The configured staff PIN, or one generated once into the data dir."""
+    configured = site.settings.kiosk.staff_pin
+    if configured is not None:
+        return configured.get_secret_value()
+    path: Path = site.settings.paths.data_dir / "kiosk-pin"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{secrets.randbelow(10**6):06d}\n")
+    return path.read_text().strip()

@@ -1,0 +1,137 @@
+"""Shared kiosk widgets: big touch buttons bound to a key, the live
+availability panel, the on-screen keyboard, the fee breakdown and a QR."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Button, Static
+
+from core.domain import Availability, Size
+from core.tariff import Quote, format_money
+from kiosk.i18n import N_, _
+
+KEY_NAMES = {"enter": "Enter", "escape": "Esc"}
+
+
+class BigButton(Button):
+    """A button a finger can hit, showing the key that presses it too
+    (function keys, Enter and Esc: a keyboard-wedge scanner never sends
+    those, so scanning a code can never press a button)."""
+
+    def __init__(self, label: str, key: str, *, id: str, variant: str = "primary") -> None:
+        shown = KEY_NAMES.get(key, key.upper())
+        # Text, not markup: "[Enter]" is meant literally.
+        super().__init__(Text(f"{label} [{shown}]"), id=id, variant=variant)  # type: ignore[arg-type]
+        self.key = key
+
+
+SIZE_NAMES = {
+    Size.SMALL: N_("Small car"),
+    Size.MEDIUM: N_("Medium car"),
+    Size.LARGE: N_("Large car / van"),
+}
+
+
+def size_name(size: Size) -> str:
+    return _(SIZE_NAMES[size])
+
+
+class AvailabilityPanel(Static):
+    """Free spots per size, as a walk-in would get them now."""
+
+    def show(self, availability: Availability | None) -> None:
+        if availability is None:
+            self.update(_("Checking free spaces..."))
+            return
+        text = Text()
+        for size in Size:
+            counts = availability.for_size(size)
+            free = counts.free_fitting
+            text.append(f"{size_name(size):<18}", style="bold")
+            if free:
+                text.append(_("{n} free").format(n=free), style="bold green")
+            else:
+                text.append(_("FULL"), style="bold red")
+            text.append("\n")
+        self.update(text)
+
+
+class OnScreenKeyboard(Vertical):
+    """Letters, digits, space and delete as big buttons; the physical
+    keyboard (or a scanner) works alongside it."""
+
+    class Pressed(Message):
+        def __init__(self, key: str) -> None:
+            super().__init__()
+            self.key = key
+
+    ROWS = ("1234567890", "QWERTYUIOP", "ASDFGHJKL-", "ZXCVBNM@._")
+
+    def __init__(self, *, id: str | None = None, extra: Iterable[str] = ()) -> None:
+        super().__init__(id=id)
+        self.extra = tuple(extra)
+
+    def compose(self) -> ComposeResult:
+        for row in self.ROWS:
+            with Horizontal(classes="keyrow"):
+                for char in row:
+                    yield Button(char, classes="key", id=f"key-{ord(char)}")
+        with Horizontal(classes="keyrow"):
+            yield Button(_("Space"), classes="key wide", id="key-space")
+            yield Button(_("Delete"), classes="key wide", id="key-delete")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        button_id = event.button.id or ""
+        if button_id == "key-space":
+            self.post_message(self.Pressed(" "))
+        elif button_id == "key-delete":
+            self.post_message(self.Pressed("\b"))
+        elif button_id.startswith("key-"):
+            self.post_message(self.Pressed(chr(int(button_id[4:]))))
+
+
+class FeeBreakdown(Static):
+    """The lines of a quote and what is due, as the driver reads them."""
+
+    def show(self, quote: Quote, due: int) -> None:
+        text = Text()
+        for line in quote.lines:
+            text.append(f"{line.label}\n", style="")
+            text.append(f"{format_money(line.amount, quote.currency):>40}\n", style="bold")
+        text.append("\n")
+        text.append(_("To pay now: "), style="bold")
+        text.append(format_money(due, quote.currency), style="bold reverse")
+        self.update(text)
+
+
+class QrCode(Static):
+    """A QR code drawn with half blocks, large enough for a phone to read."""
+
+    def show(self, payload: str) -> None:
+        import qrcode
+
+        code = qrcode.QRCode(border=2, error_correction=qrcode.constants.ERROR_CORRECT_M)
+        code.add_data(payload)
+        code.make(fit=True)
+        matrix = code.get_matrix()
+        lines = []
+        for top, bottom in zip(
+            matrix[::2], [*matrix[1::2], [False] * len(matrix[0])], strict=False
+        ):
+            lines.append(
+                "".join(
+                    "█" if a and b else "▀" if a else "▄" if b else " "
+                    for a, b in zip(top, bottom, strict=True)
+                )
+            )
+        self.update(Text("\n".join(lines), style="black on white"))
+
+
+class KeyGrid(Grid):
+    """A grid of big buttons."""

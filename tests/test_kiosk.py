@@ -1,0 +1,266 @@
+"""The kiosk, driven with Textual's Pilot the way a driver uses it: walk-in
+entry, a full size, paying a ticket (approved and declined), leaving, the keys
+that must not leave the app, the staff PIN, the idle timeout and the language
+switch. Every journey runs on SQLite and MariaDB."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SiteFactory, make_layout
+from sqlalchemy import select
+
+from core import services as lk
+from core.clock import FixedClock
+from core.devices.gate import LoggedGate
+from core.devices.printer import open_printer
+from core.site import Site
+from core.storage.models import Stay
+from kiosk import screens
+from kiosk.app import KioskApp
+from kiosk.i18n import use_language
+
+PIN = "2468"
+Scenario = Callable[[KioskApp, Any], Awaitable[None]]
+
+
+class IdleClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run_kiosk(site: Site, tmp_path: Path, scenario: Scenario, **options: Any) -> KioskApp:
+    """Run `scenario(app, pilot)` against a kiosk on `site` at 80x24."""
+    options.setdefault("printer", open_printer("preview", tmp_path / "printed"))
+    options.setdefault("gate", LoggedGate())
+    app = KioskApp(site, kiosk_id="lane-1", staff_pin=PIN, **options)
+
+    async def main() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            await scenario(app, pilot)
+
+    asyncio.run(main())
+    use_language("en")
+    return app
+
+
+async def settle(app: KioskApp, pilot: Any) -> None:
+    """Let workers finish and the screen catch up."""
+    for _ in range(3):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+async def press(app: KioskApp, pilot: Any, *keys: str) -> None:
+    await pilot.press(*keys)
+    await settle(app, pilot)
+
+
+def shown(app: KioskApp) -> str:
+    """All text on the current screen."""
+    from textual.widgets import Button, Label, Static
+
+    parts = []
+    for widget in app.screen.query("Label, Static, Button"):
+        if isinstance(widget, Label | Static):
+            parts.append(str(widget.render()))
+        elif isinstance(widget, Button):
+            parts.append(str(widget.label))
+    return "\n".join(parts)
+
+
+def test_walk_in_takes_a_ticket_with_a_plate(site: Site, tmp_path: Path) -> None:
+    gate = LoggedGate()
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        assert isinstance(app.screen, screens.StartScreen)
+        assert "6 free" in shown(app)  # a small car fits all 6 spots
+        await press(app, pilot, "f2")
+        assert isinstance(app.screen, screens.PlateScreen)
+        await press(app, pilot, "a", "b", "space", "1", "2", "3")
+        await press(app, pilot, "enter")
+        assert isinstance(app.screen, screens.TicketScreen)
+        ticket = app.screen.ticket
+        assert ticket.plate == "AB 123" and ticket.size.label == "medium"
+        assert ticket.spot_label in shown(app)
+        assert "saved as" in shown(app)  # the preview printer shows it here
+        await press(app, pilot, "enter")
+        assert isinstance(app.screen, screens.StartScreen)
+
+    run_kiosk(site, tmp_path, scenario, gate=gate)
+    (stay,) = site.db.read(lambda s: s.scalars(select(Stay)).all())
+    assert stay.plate == "AB 123" and stay.entry_kiosk == "lane-1"
+    assert gate.openings == [("lane-1", f"entry, ticket {stay.id}")]
+    assert list((tmp_path / "printed").glob("ticket-*.png"))
+
+
+def test_a_taken_size_gets_a_larger_space_and_a_full_lot_prints_nothing(
+    make_site: SiteFactory, tmp_path: Path
+) -> None:
+    site = make_site(make_layout(small=1, large=1))
+    lk.enter(site, "small")
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await press(app, pilot, "f1")
+        await press(app, pilot, "f2")  # skip the plate
+        assert isinstance(app.screen, screens.TicketScreen)
+        assert app.screen.ticket.spot_size.label == "large"
+        assert "you have a larger one" in shown(app)
+        await press(app, pilot, "enter")
+        await press(app, pilot, "f1")
+        await press(app, pilot, "f2")
+        assert isinstance(app.screen, screens.LotFullScreen)
+        assert "full for a small car" in shown(app)
+        assert "No ticket was printed" in shown(app)
+        await press(app, pilot, "escape")
+        assert isinstance(app.screen, screens.StartScreen)
+
+    run_kiosk(site, tmp_path, scenario)
+    assert len(list((tmp_path / "printed").glob("ticket-*.png"))) == 1
+    stays = site.db.read(lambda s: s.scalars(select(Stay)).all())
+    assert len(stays) == 2  # the one before, and the larger space; nothing for the refusal
+    assert [e.kind for e in lk.recent_events(site).events].count("refused_full") == 1
+
+
+def test_pay_a_ticket_then_leave_through_the_exit(
+    site: Site, clock: FixedClock, tmp_path: Path
+) -> None:
+    ticket = lk.enter(site, "small")
+    clock.advance(hours=2)
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await press(app, pilot, "f5")
+        assert isinstance(app.screen, screens.ScanScreen)
+        await pilot.press(*ticket.short_code.lower())
+        await press(app, pilot, "enter")
+        assert isinstance(app.screen, screens.FeeScreen)
+        assert "To pay now: $6.00" in shown(app)
+        await press(app, pilot, "enter")
+        assert isinstance(app.screen, screens.SimulatedCardScreen)
+        await press(app, pilot, "f2")  # declined
+        assert isinstance(app.screen, screens.DeclinedScreen)
+        assert "declined" in shown(app)
+        await press(app, pilot, "enter")  # try again
+        await press(app, pilot, "f1")  # approved
+        assert isinstance(app.screen, screens.ReceiptScreen)
+        text = shown(app)
+        assert "Paid $6.00 with Visa •••• 4242" in text
+        assert "SIMULATED" in text and "leave by 11:15" in text
+        await press(app, pilot, "enter")
+        await press(app, pilot, "f6")
+        await pilot.press(*ticket.code.lower())
+        await press(app, pilot, "enter")
+        assert isinstance(app.screen, screens.GoodbyeScreen)
+
+    run_kiosk(site, tmp_path, scenario)
+    assert site.db.read(lambda s: s.scalar(select(Stay.exited_at))) is not None
+    assert list((tmp_path / "printed").glob("receipt-*.png"))
+
+
+def test_an_unpaid_ticket_at_the_exit_goes_straight_to_paying(
+    site: Site, clock: FixedClock, tmp_path: Path
+) -> None:
+    ticket = lk.enter(site, "small")
+    clock.advance(hours=1)
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await press(app, pilot, "f6")
+        await pilot.press(*ticket.short_code)
+        await press(app, pilot, "enter")
+        assert isinstance(app.screen, screens.FeeScreen)
+        assert "$3.00" in shown(app)
+
+    run_kiosk(site, tmp_path, scenario)
+
+
+def test_a_forged_code_is_refused_with_a_message(site: Site, tmp_path: Path) -> None:
+    ticket = lk.enter(site, "small")
+    forged = ticket.short_code[:-1] + ("A" if ticket.short_code[-1] != "A" else "B")
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await press(app, pilot, "f5")
+        await pilot.press(*forged)
+        await press(app, pilot, "enter")
+        assert isinstance(app.screen, screens.MessageScreen)
+        assert "not valid" in shown(app)
+        await press(app, pilot, "enter")
+        assert isinstance(app.screen, screens.ScanScreen)
+
+    run_kiosk(site, tmp_path, scenario)
+
+
+def test_leaving_keys_do_nothing_and_only_the_staff_pin_exits(site: Site, tmp_path: Path) -> None:
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        for keys in (["ctrl+c"], ["ctrl+q"], ["ctrl+z"], ["ctrl+p"], ["escape"], ["f12"]):
+            await press(app, pilot, *keys)
+            assert app.is_running and isinstance(app.screen, screens.StartScreen)
+        await press(app, pilot, "f2")
+        for keys in (["ctrl+c"], ["ctrl+q"], ["ctrl+z"], ["tab"], ["x"]):
+            await press(app, pilot, *keys)
+            assert app.is_running
+        await press(app, pilot, "f10")
+        assert isinstance(app.screen, screens.StaffPinScreen)
+        await press(app, pilot, "1", "1", "1", "1", "enter")
+        assert app.is_running and "Wrong PIN" in shown(app)
+        await press(app, pilot, *PIN, "enter")
+        assert not app.is_running
+
+    run_kiosk(site, tmp_path, scenario)
+
+
+def test_an_idle_screen_counts_down_and_returns_to_the_start(site: Site, tmp_path: Path) -> None:
+    idle = IdleClock()
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await press(app, pilot, "f3")
+        assert isinstance(app.screen, screens.PlateScreen)
+        idle.now += app.idle_timeout - 10
+        app.idle_tick()
+        await settle(app, pilot)
+        assert "Back to the start in 10 s" in shown(app)
+        idle.now += 10
+        app.idle_tick()
+        await settle(app, pilot)
+        assert isinstance(app.screen, screens.StartScreen)
+
+    run_kiosk(site, tmp_path, scenario, idle_clock=idle)
+
+
+def test_the_language_switch_changes_every_text(site: Site, tmp_path: Path) -> None:
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        assert "Pay a ticket" in shown(app)
+        await press(app, pilot, "f9")
+        assert "Pagar un ticket" in shown(app)
+        assert "English" in shown(app)
+        await press(app, pilot, "f9")
+        assert "Pay a ticket" in shown(app)
+
+    run_kiosk(site, tmp_path, scenario)
+
+
+def test_availability_follows_entries_made_elsewhere(
+    make_site: SiteFactory, tmp_path: Path
+) -> None:
+    site = make_site(make_layout(small=1))
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        assert "1 free" in shown(app)
+        lk.enter(make_site(), "small")  # another kiosk process
+        app.follow_lot()
+        await settle(app, pilot)
+        assert "FULL" in shown(app)
+
+    run_kiosk(site, tmp_path, scenario)
+
+
+@pytest.fixture(autouse=True)
+def _english() -> None:
+    use_language("en")
