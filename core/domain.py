@@ -80,6 +80,7 @@ class EventKind(enum.StrEnum):
     NO_SHOW = "no_show"
     OVERSTAY = "overstay"
     DEVICE_FAULT = "device_fault"
+    DEVICE_RECOVERED = "device_recovered"
 
 
 _PLATE_RE = re.compile(r"^[A-Z0-9][A-Z0-9 -]{0,14}$")

@@ -39,6 +39,7 @@ log = logging.getLogger("lotkeeper.kiosk")
 
 COUNTDOWN_SECONDS = 15
 TAIL_SECONDS = 0.5
+HEARTBEAT_SECONDS = 5.0
 RESYNC_SECONDS = 30.0
 
 
@@ -102,6 +103,8 @@ class KioskApp(App[None]):
         self.push_screen(screens.StartScreen())
         self.set_interval(TAIL_SECONDS, self.follow_lot)
         self.set_interval(1.0, self.idle_tick)
+        self.set_interval(HEARTBEAT_SECONDS, self.heartbeat)
+        self.heartbeat()
         self.follow_lot()
 
     def action_nothing(self) -> None:
@@ -198,6 +201,34 @@ class KioskApp(App[None]):
         if isinstance(self.screen, screens.StartScreen):
             self.screen.refresh_availability()
 
+    # -- heartbeat ------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="heartbeat", exit_on_error=False)
+    def heartbeat(self) -> None:
+        """Tell the attendant this kiosk is alive and how its printer and card
+        reader are (asked with short timeouts, off the UI loop)."""
+        self._beat(printer_trouble=None)
+
+    def _beat(self, printer_trouble: str | None) -> None:
+        from core.devices.printer import PrinterState
+
+        if printer_trouble is not None:
+            printer = lk.Component("fault", printer_trouble)
+        else:
+            health = self.printer.health()
+            state = {PrinterState.OK: "ok", PrinterState.PAPER_LOW: "warning"}.get(
+                health.state, "fault"
+            )
+            printer = lk.Component(state, health.detail)  # type: ignore[arg-type]
+        reader_health = self.site.payments.reader_health()
+        reader = lk.Component("ok" if reader_health.ok else "fault", reader_health.detail)
+        try:
+            lk.report_heartbeat(
+                self.site, self.kiosk_id, self.role, {"printer": printer, "reader": reader}
+            )
+        except LotkeeperError as error:
+            log.warning("heartbeat: %s", error)
+
     # -- journeys (workers) ---------------------------------------------------
 
     def _fail(self, screen: Any, error: LotkeeperError) -> None:
@@ -235,7 +266,9 @@ class KioskApp(App[None]):
         try:
             preview = self.printer.print_ticket(job)
         except PrinterError as error:
-            lk.record_device_fault(self.site, self.kiosk_id, "printer", str(error))
+            # Reported at once as this kiosk's printer fault (one alert, not
+            # one per heartbeat); the driver still gets in.
+            self._beat(printer_trouble=f"{error}; ticket {ticket.id} shown on screen instead")
             return False, _(
                 "The ticket printer is not working. Please take a photo of this code: "
                 "it is your ticket."

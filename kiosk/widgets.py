@@ -113,9 +113,13 @@ class FeeBreakdown(Static):
 class QrCode(Static):
     """A QR code drawn with half blocks, large enough for a phone to read."""
 
+    code: str = ""
+    """What the QR holds (the full signed code)."""
+
     def show(self, payload: str) -> None:
         import qrcode
 
+        self.code = payload
         code = qrcode.QRCode(border=2, error_correction=qrcode.constants.ERROR_CORRECT_M)
         code.add_data(payload)
         code.make(fit=True)

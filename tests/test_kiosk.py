@@ -23,6 +23,7 @@ from core.storage.models import Stay
 from kiosk import screens
 from kiosk.app import KioskApp
 from kiosk.i18n import use_language
+from kiosk.widgets import QrCode
 
 PIN = "2468"
 Scenario = Callable[[KioskApp, Any], Awaitable[None]]
@@ -264,3 +265,68 @@ def test_availability_follows_entries_made_elsewhere(
 @pytest.fixture(autouse=True)
 def _english() -> None:
     use_language("en")
+
+
+# -- the real ESC/POS adapter against the loopback printer -----------------------
+
+
+def tcp_printer(fake: Any, tmp_path: Path) -> Any:
+    return open_printer(fake.url, tmp_path / "printed", timeout=0.5, logo=tmp_path / "none.png")
+
+
+def test_the_printed_qr_is_a_ticket_the_exit_accepts(site: Site, tmp_path: Path) -> None:
+    from fake_printer import FakePrinter
+
+    with FakePrinter() as fake:
+
+        async def scenario(app: KioskApp, pilot: Any) -> None:
+            await press(app, pilot, "f1")
+            await press(app, pilot, "f2")
+            assert isinstance(app.screen, screens.TicketScreen)
+            assert "Take your ticket" in shown(app)
+            assert not app.screen.query(QrCode)  # printed, so not shown
+
+        run_kiosk(site, tmp_path, scenario, printer=tcp_printer(fake, tmp_path))
+        assert fake.wait_for_cuts(1)
+        (printed_code,) = fake.qr_payloads()
+        (stay,) = site.db.read(lambda s: s.scalars(select(Stay)).all())
+        assert f"{stay.id}-" in fake.text()  # the short code is on the paper too
+
+    result = lk.exit(site, printed_code, kiosk="exit-1")  # within the free minutes
+    assert result.ticket_id == stay.id
+
+
+def test_paper_out_shows_the_qr_alerts_the_attendant_and_still_admits(
+    site: Site, tmp_path: Path
+) -> None:
+    from fake_printer import FakePrinter
+
+    with FakePrinter(mode="paper_out") as fake:
+
+        async def scenario(app: KioskApp, pilot: Any) -> None:
+            await press(app, pilot, "f1")
+            await press(app, pilot, "f2")
+            assert isinstance(app.screen, screens.TicketScreen)
+            assert "take a photo of this code" in shown(app)
+            assert app.screen.query_one(QrCode).code == app.screen.ticket.code
+
+        app = run_kiosk(site, tmp_path, scenario, printer=tcp_printer(fake, tmp_path))
+        assert fake.cuts == 0 and fake.qr_payloads() == []
+
+    stays = site.db.read(lambda s: s.scalars(select(Stay)).all())
+    assert len(stays) == 1  # admitted once, no second claim
+    faults = [e for e in lk.recent_events(site).events if e.kind == "device_fault"]
+    assert len(faults) == 1 and "paper" in faults[0].message
+    (device,) = lk.device_health(site)
+    assert device.device_id == app.kiosk_id and device.components["printer"].state == "fault"
+
+
+def test_the_kiosk_reports_its_health_for_the_attendant(site: Site, tmp_path: Path) -> None:
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        pass  # the first heartbeat goes out at start
+
+    run_kiosk(site, tmp_path, scenario)
+    (device,) = lk.device_health(site)
+    assert device.device_id == "lane-1" and device.ok
+    assert set(device.components) == {"printer", "reader"}
+    assert "simulated" in device.components["reader"].detail

@@ -67,6 +67,14 @@ class RefundState:
     failure_message: str | None = None
 
 
+@dataclass(frozen=True)
+class ReaderHealth:
+    """How the card reader is, for the kiosk's heartbeat."""
+
+    ok: bool
+    detail: str  # for the attendant: "tmr_123 online", "reader offline"
+
+
 class ProviderUnavailable(Exception):
     """The provider could not be reached or answered with a server error
     after its retries. Nothing is known to have happened; the same call with
@@ -108,4 +116,8 @@ class PaymentProvider(Protocol):
         self, idempotency_key: str, provider_ref: str, amount: int, currency: str
     ) -> RefundState:
         """Refund `amount` of a succeeded payment (idempotent by key)."""
+        ...
+
+    def reader_health(self) -> ReaderHealth:
+        """Whether the card reader can take a payment now. Never raises."""
         ...

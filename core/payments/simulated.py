@@ -36,6 +36,7 @@ from core.payments.provider import (
     PaymentStatus,
     ProviderState,
     ProviderUnavailable,
+    ReaderHealth,
     RefundState,
 )
 from core.storage.database import Database, rows_touched
@@ -68,6 +69,10 @@ class SimulatedProvider:
         self._db = db
         self._site_id = site_id
         self._clock = clock
+
+    def reader_health(self) -> ReaderHealth:
+        """Always ready: the simulated reader lives on the kiosk's screen."""
+        return ReaderHealth(True, "simulated reader (demo)")
 
     def _row(self, session: Session, key: str) -> SimulatedCharge | None:
         return session.get(SimulatedCharge, key)

@@ -50,6 +50,7 @@ from core.payments.provider import (
     PaymentStatus,
     ProviderState,
     ProviderUnavailable,
+    ReaderHealth,
     RefundState,
 )
 
@@ -158,6 +159,24 @@ class StripeTerminalProvider:
         )
 
     # -- the protocol ------------------------------------------------------
+
+    def reader_health(self) -> ReaderHealth:
+        """Asks Stripe for the reader's status (Stripe hears from the reader
+        itself): online, offline, or why it could not be asked."""
+        try:
+            reader = self._call(
+                "read the card reader",
+                lambda: self._client.v1.terminal.readers.retrieve(self._reader_id),
+            )
+        except ProviderUnavailable as exc:
+            return ReaderHealth(False, str(exc))
+        except stripe.StripeError as exc:
+            return ReaderHealth(False, f"reader {self._reader_id}: {exc.user_message or exc}")
+        status = _text(reader, "status") or "unknown"
+        label = _text(reader, "label") or self._reader_id
+        if status != "online":
+            return ReaderHealth(False, f"card reader {label} is {status}")
+        return ReaderHealth(True, f"card reader {label} online")
 
     def start(self, request: ChargeRequest) -> ProviderState:
         """Create the PaymentIntent (once per key) and hand it to the reader.

@@ -17,7 +17,13 @@ from core.services.accounts import (
     sign_in,
 )
 from core.services.availability import LotSnapshot, availability, snapshot
-from core.services.devices import record_device_fault
+from core.services.devices import (
+    Component,
+    DeviceHealth,
+    device_health,
+    record_device_fault,
+    report_heartbeat,
+)
 from core.services.entry import enter, exit
 from core.services.events import EventBatch, EventCursor, events_since, recent_events
 from core.services.keys import KeyInfo, list_keys, retire_key, rotate_key
@@ -62,6 +68,8 @@ from core.services.stays import (
 
 __all__ = [
     "AccountSpots",
+    "Component",
+    "DeviceHealth",
     "EventBatch",
     "EventCursor",
     "KeyInfo",
@@ -81,6 +89,7 @@ __all__ = [
     "check_in",
     "confirm_reservation",
     "create_account",
+    "device_health",
     "enter",
     "events_since",
     "exit",
@@ -109,6 +118,7 @@ __all__ = [
     "refund_payment",
     "release_no_shows",
     "remove_vehicle",
+    "report_heartbeat",
     "retire_key",
     "rotate_key",
     "sign_in",

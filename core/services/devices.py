@@ -1,25 +1,137 @@
 """Device health: kiosks report faults (printer out of paper, reader
 offline, a driver asking for help) as events the attendant's alert panel
-shows."""
+shows, and a heartbeat every few seconds with how each part is, so the
+attendant also sees a kiosk that went quiet."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from core.domain import EventKind
+from core.errors import InvalidInput
 from core.services.events import record_event
 from core.site import Site
+from core.storage.models import Device
+
+ComponentState = Literal["ok", "warning", "fault"]
+# A kiosk beats every few seconds; this long without one and it counts as silent.
+SILENT_AFTER = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Component:
+    """One part of a device: its state and what to tell the attendant."""
+
+    state: ComponentState
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceHealth:
+    device_id: str
+    role: str
+    components: dict[str, Component]
+    last_seen_at: datetime
+    silent: bool
+    """No heartbeat for `SILENT_AFTER`: the kiosk is off, hung or cut off."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.silent and all(c.state != "fault" for c in self.components.values())
 
 
 def record_device_fault(site: Site, device_id: str, component: str, detail: str) -> None:
     """An alert for the attendant: `component` ("printer", "reader", "help")
     of `device_id` needs a person."""
     site.db.write(
-        lambda session: record_event(
-            session,
-            site.id,
-            site.clock.now(),
-            EventKind.DEVICE_FAULT,
-            f"{device_id}: {component}: {detail}"[:255],
-            source=device_id,
-            data={"alert": True, "device": device_id, "component": component, "detail": detail},
+        lambda session: _fault_event(session, site, device_id, component, detail, site.clock.now())
+    )
+
+
+def _fault_event(
+    session: Session, site: Site, device_id: str, component: str, detail: str, now: datetime
+) -> None:
+    record_event(
+        session,
+        site.id,
+        now,
+        EventKind.DEVICE_FAULT,
+        f"{device_id}: {component}: {detail}"[:255],
+        source=device_id,
+        data={"alert": True, "device": device_id, "component": component, "detail": detail},
+    )
+
+
+def report_heartbeat(
+    site: Site, device_id: str, role: str, components: Mapping[str, Component]
+) -> None:
+    """Record that `device_id` is alive and how its parts are. A part that
+    turns faulty raises a `device_fault` event (an alert); one that recovers
+    a `device_recovered` event; an unchanged heartbeat writes no event."""
+    device_id = device_id.strip()[:64]
+    if not device_id:
+        raise InvalidInput("A device needs an id.")
+    encoded = json.dumps(
+        {name: {"state": c.state, "detail": c.detail[:200]} for name, c in components.items()},
+        sort_keys=True,
+    )
+
+    def work(session: Session) -> None:
+        now = site.clock.now()
+        row = session.get(Device, (site.id, device_id), with_for_update=True)
+        before = _components(row.components) if row is not None else {}
+        if row is None:
+            row = Device(site_id=site.id, device_id=device_id)
+            session.add(row)
+        row.role, row.components, row.last_seen_at = role[:16], encoded, now
+        row.ok = all(c.state != "fault" for c in components.values())
+        for name, part in components.items():
+            was = before.get(name)
+            if part.state == "fault" and (was is None or was.state != "fault"):
+                _fault_event(session, site, device_id, name, part.detail, now)
+            elif part.state != "fault" and was is not None and was.state == "fault":
+                record_event(
+                    session,
+                    site.id,
+                    now,
+                    EventKind.DEVICE_RECOVERED,
+                    f"{device_id}: {name}: working again ({part.detail or part.state})"[:255],
+                    source=device_id,
+                    data={"device": device_id, "component": name, "detail": part.detail},
+                )
+
+    site.db.write(work)
+
+
+def _components(encoded: str) -> dict[str, Component]:
+    return {
+        name: Component(value.get("state", "fault"), value.get("detail", ""))
+        for name, value in json.loads(encoded or "{}").items()
+    }
+
+
+def device_health(site: Site) -> list[DeviceHealth]:
+    """Every device that has reported, by id, with its latest heartbeat."""
+    now = site.clock.now()
+    rows = site.db.read(
+        lambda s: list(
+            s.scalars(select(Device).where(Device.site_id == site.id).order_by(Device.device_id))
         )
     )
+    return [
+        DeviceHealth(
+            device_id=row.device_id,
+            role=row.role,
+            components=_components(row.components),
+            last_seen_at=row.last_seen_at,
+            silent=now - row.last_seen_at > SILENT_AFTER,
+        )
+        for row in rows
+    ]

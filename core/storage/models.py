@@ -319,3 +319,18 @@ events_table = cast(Table, EventRow.__table__)
 accounts_table = cast(Table, Account.__table__)
 reservations_table = cast(Table, Reservation.__table__)
 payments_table = cast(Table, Payment.__table__)
+
+
+class Device(Base):
+    """Each kiosk's last heartbeat: what its printer and card reader said.
+    One row per device, updated in place; changes of health are events."""
+
+    __tablename__ = "devices"
+
+    site_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    # {"printer": "paper low", "reader": "online", ...}, as JSON.
+    components: Mapped[str] = mapped_column(Text)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
