@@ -330,3 +330,60 @@ def test_the_kiosk_reports_its_health_for_the_attendant(site: Site, tmp_path: Pa
     assert device.device_id == "lane-1" and device.ok
     assert set(device.components) == {"printer", "reader"}
     assert "simulated" in device.components["reader"].detail
+
+
+# Keys a driver (or a cat) may press anywhere; function keys, Enter and Esc
+# are the buttons' own and are pressed by the journeys above.
+RANDOM_KEYS = [*"abcxyz0123456789-", "space", "backspace", "tab", "up", "down", "left"]
+LEAVING_KEYS = ["ctrl+c", "ctrl+q", "ctrl+z", "ctrl+p", "ctrl+d", "ctrl+backslash"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_leaving_keys_and_random_keys_on_every_screen_keep_the_kiosk_running(
+    site: Site, clock: FixedClock, tmp_path: Path
+) -> None:
+    import random
+
+    from core.domain import Size
+
+    ticket = lk.enter(site, "small")
+    clock.advance(hours=1)
+    status = lk.ticket_status(site, ticket.code)
+    paying = lk.pay_ticket(site, ticket.code, card="tok_declined")
+    declined = lk.wait_for_payment(site, paying.id, sleep=lambda _: None)
+    paid = lk.wait_for_payment(
+        site, lk.pay_ticket(site, ticket.code, card="tok_visa").id, sleep=lambda _: None
+    )
+    every_screen = [
+        screens.StartScreen,
+        lambda: screens.PlateScreen(Size.MEDIUM),
+        lambda: screens.LotFullScreen(Size.LARGE),
+        lambda: screens.TicketScreen(ticket, True, None),
+        lambda: screens.TicketScreen(ticket, False, "printer out of paper"),
+        lambda: screens.ScanScreen("pay"),
+        lambda: screens.ScanScreen("exit"),
+        lambda: screens.ScanScreen("check_in"),
+        lambda: screens.FeeScreen(ticket.code, status),
+        lambda: screens.SimulatedCardScreen(ticket.code),
+        lambda: screens.DeclinedScreen(ticket.code, declined),
+        lambda: screens.ReceiptScreen(paid),
+        lambda: screens.GoodbyeScreen("1S-01"),
+        lambda: screens.MessageScreen("A message"),
+        screens.StaffPinScreen,
+    ]
+    rng = random.Random(20261122)
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        for make in every_screen:
+            screen = make()
+            await app.push_screen(screen)
+            await settle(app, pilot)
+            await press(app, pilot, *LEAVING_KEYS)
+            assert app.is_running and app.screen is screen, screen
+            await press(app, pilot, *rng.choices(RANDOM_KEYS, k=8))
+            assert app.is_running
+            while len(app.screen_stack) > 2:
+                app.pop_screen()
+            await settle(app, pilot)
+
+    run_kiosk(site, tmp_path, scenario)
