@@ -51,6 +51,11 @@ class KioskScreen(Screen[Any]):
                 button.press()
                 return
 
+    @on(Button.Pressed, "#home")
+    def home(self) -> None:
+        """Every "Done", "Cancel" and "Back to start" ends the journey."""
+        self.kiosk.go_home()
+
     def busy(self, text: str | None) -> None:
         for line in self.query("#busy").results(Label):
             line.update(text or "")
@@ -76,7 +81,7 @@ class StartScreen(KioskScreen):
                     yield BigButton(size_name(Size.LARGE), "f3", id="enter-large")
             with Horizontal(id="services"):
                 if role in ("entry", "combined"):
-                    yield BigButton(_("I have a reservation"), "f4", id="reservation")
+                    yield BigButton(_("Reservation"), "f4", id="reservation")
                 if role in ("pay", "exit", "combined"):
                     yield BigButton(_("Pay a ticket"), "f5", id="pay", variant="success")
                 if role in ("exit", "combined"):
@@ -203,10 +208,6 @@ class LotFullScreen(KioskScreen):
             yield BigButton(_("Back to start"), "escape", id="home", variant="default")
             yield Label("", id="countdown")
 
-    @on(Button.Pressed, "#home")
-    def home(self) -> None:
-        self.kiosk.go_home()
-
 
 class TicketScreen(KioskScreen):
     """The spot, and the ticket's QR on screen when it could not be printed."""
@@ -249,10 +250,6 @@ class TicketScreen(KioskScreen):
     def on_mount(self) -> None:
         if not self.printed:
             self.query_one(QrCode).show(self.ticket.code)
-
-    @on(Button.Pressed, "#home")
-    def home(self) -> None:
-        self.kiosk.go_home()
 
 
 class ScanScreen(KioskScreen):
@@ -401,14 +398,8 @@ class SimulatedCardScreen(KioskScreen):
 
     @on(Button.Pressed)
     def chosen(self, event: Button.Pressed) -> None:
-        if event.button.id == "home":
-            self.kiosk.go_home()
-        elif event.button.id:
+        if event.button.id and event.button.id != "home":
             self.app.switch_screen(ReaderScreen(self.code, card=event.button.id))
-
-    @on(Button.Pressed, "#home")
-    def home(self) -> None:
-        self.kiosk.go_home()
 
 
 class ReaderScreen(KioskScreen):
@@ -472,10 +463,6 @@ class DeclinedScreen(KioskScreen):
         else:
             self.app.switch_screen(ReaderScreen(self.code))
 
-    @on(Button.Pressed, "#home")
-    def home(self) -> None:
-        self.kiosk.go_home()
-
 
 class ReceiptScreen(KioskScreen):
     def __init__(self, payment: Payment) -> None:
@@ -507,10 +494,6 @@ class ReceiptScreen(KioskScreen):
     def receipt_done(self, text: str) -> None:
         self.query_one("#receipt", Label).update(text)
 
-    @on(Button.Pressed, "#home")
-    def home(self) -> None:
-        self.kiosk.go_home()
-
 
 class GoodbyeScreen(KioskScreen):
     def __init__(self, spot: str) -> None:
@@ -521,10 +504,6 @@ class GoodbyeScreen(KioskScreen):
         with Vertical():
             yield Label(_("Thank you! The gate is open. Drive safely."), id="title")
             yield BigButton(_("Done"), "enter", id="home")
-
-    @on(Button.Pressed, "#home")
-    def home(self) -> None:
-        self.kiosk.go_home()
 
 
 class MessageScreen(ModalScreen[None]):

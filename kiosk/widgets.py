@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
@@ -58,6 +59,7 @@ class AvailabilityPanel(Static):
             else:
                 text.append(_("FULL"), style="bold red")
             text.append("\n")
+        text.rstrip()
         self.update(text)
 
 
@@ -100,14 +102,17 @@ class FeeBreakdown(Static):
     """The lines of a quote and what is due, as the driver reads them."""
 
     def show(self, quote: Quote, due: int) -> None:
-        text = Text()
+        table = Table.grid(padding=(0, 2), expand=True)
+        table.add_column(ratio=1)
+        table.add_column(justify="right", no_wrap=True)
         for line in quote.lines:
-            text.append(f"{line.label}\n", style="")
-            text.append(f"{format_money(line.amount, quote.currency):>40}\n", style="bold")
-        text.append("\n")
-        text.append(_("To pay now: "), style="bold")
-        text.append(format_money(due, quote.currency), style="bold reverse")
-        self.update(text)
+            table.add_row(line.label, Text(format_money(line.amount, quote.currency), "bold"))
+        table.add_row("", "")
+        table.add_row(
+            Text(_("To pay now:"), "bold"),
+            Text(f" {format_money(due, quote.currency)} ", "bold reverse"),
+        )
+        self.update(table)
 
 
 class QrCode(Static):

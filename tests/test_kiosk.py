@@ -67,12 +67,22 @@ async def press(app: KioskApp, pilot: Any, *keys: str) -> None:
 
 def shown(app: KioskApp) -> str:
     """All text on the current screen."""
+    import io
+
+    from rich.console import Console
+    from rich.text import Text
     from textual.widgets import Button, Label, Static
 
     parts = []
     for widget in app.screen.query("Label, Static, Button"):
         if isinstance(widget, Label | Static):
-            parts.append(str(widget.render()))
+            content = widget.content
+            if isinstance(content, str | Text):
+                parts.append(str(content))
+            else:  # a table or other renderable: as it reads on screen
+                console = Console(file=io.StringIO(), width=78, color_system=None)
+                console.print(content)
+                parts.append(" ".join(console.file.getvalue().split()))  # type: ignore[attr-defined]
         elif isinstance(widget, Button):
             parts.append(str(widget.label))
     return "\n".join(parts)
@@ -178,6 +188,8 @@ def test_an_unpaid_ticket_at_the_exit_goes_straight_to_paying(
         await press(app, pilot, "enter")
         assert isinstance(app.screen, screens.FeeScreen)
         assert "$3.00" in shown(app)
+        await press(app, pilot, "escape")  # not now: back to the start
+        assert isinstance(app.screen, screens.StartScreen)
 
     run_kiosk(site, tmp_path, scenario)
 
