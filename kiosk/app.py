@@ -44,7 +44,7 @@ RESYNC_SECONDS = 30.0
 
 
 class KioskApp(App[None]):
-    CSS_PATH = "kiosk.tcss"
+    CSS_PATH = Path(__file__).parent / "kiosk.tcss"
     TITLE = "Lotkeeper"
     ENABLE_COMMAND_PALETTE = False
     # Priority bindings so no screen or widget gets these keys first.
