@@ -283,3 +283,21 @@ def test_account_spots_lists_upcoming_reservations_and_cars_inside(
     assert [r.id for r in spots.reservations] == [upcoming.id]
     assert lapsed.id not in [r.id for r in spots.reservations]
     assert [s.ticket_id for s in spots.stays] == [inside.id]
+
+
+def test_a_declined_card_can_be_followed_by_another_and_only_one_charge_counts(
+    site: Site, clock: FixedClock
+) -> None:
+    held = lk.hold(site, account(site), "small", *window(clock, 26, 2))
+    first = lk.pay_reservation(site, held.id, card="tok_declined")
+    assert not payments.wait_for_payment(site, first.id, sleep=lambda _: None).succeeded
+    second = lk.pay_reservation(site, held.id, card="tok_visa")
+    assert second.id != first.id
+    again = lk.pay_reservation(site, held.id, card="tok_visa")  # pressed twice
+    assert again.id == second.id
+    assert payments.wait_for_payment(site, second.id, sleep=lambda _: None).succeeded
+    assert lk.get_reservation(site, held.id).state is ReservationState.CONFIRMED
+    with pytest.raises(ReservationError, match="confirmed"):
+        lk.pay_reservation(site, held.id, card="tok_visa")
+    history = lk.payment_history(site, held.account_id).items
+    assert sorted(p.status.value for p in history) == ["failed", "succeeded"]

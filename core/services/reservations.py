@@ -256,6 +256,19 @@ def pay_reservation(
             "The 5 minutes to pay for this reservation are up and the spot was "
             "released. Please start again.",
         )
+    # One charge per reservation, however often "pay" is pressed: attempt N
+    # has its own key, and N moves on only when a card was declined or the
+    # driver cancelled, so a pending or paid attempt is found again.
+    failed = site.db.read(
+        lambda s: s.scalar(
+            select(func.count()).where(
+                PaymentRow.site_id == site.id,
+                PaymentRow.reservation_id == row.id,
+                PaymentRow.kind == "charge",
+                PaymentRow.status.in_([PaymentStatus.FAILED, PaymentStatus.CANCELLED]),
+            )
+        )
+    )
     return start_payment(
         site,
         PaymentPurpose.RESERVATION,
@@ -264,8 +277,7 @@ def pay_reservation(
         account_id=row.account_id,
         card=card,
         source=source_name(kiosk),
-        # One charge per reservation, however often "pay" is pressed.
-        idempotency_key=f"{site.id}:reservation:{row.id}",
+        idempotency_key=f"{site.id}:reservation:{row.id}:{failed or 0}",
     )
 
 
