@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from textual import work
 from textual.app import App
@@ -27,7 +27,7 @@ from textual.widgets import Label
 
 from core import services as lk
 from core.devices.gate import Gate, LoggedGate
-from core.domain import Availability, Payment, Size
+from core.domain import Account, Availability, Payment, Size
 from core.errors import LotkeeperError, NothingToPay, PaymentRequired
 from core.payments.provider import PaymentStatus
 from core.services.events import EventCursor
@@ -36,6 +36,7 @@ from kiosk import screens
 from kiosk.i18n import _, use_language
 
 log = logging.getLogger("lotkeeper.kiosk")
+T = TypeVar("T")
 
 COUNTDOWN_SECONDS = 15
 TAIL_SECONDS = 0.5
@@ -85,6 +86,9 @@ class KioskApp(App[None]):
         self.cursor: EventCursor | None = None
         self.last_resync = 0.0
         self.pending_payment: Payment | None = None
+        self.account: Account | None = None
+        """The driver signed in at this kiosk; signed out whenever the kiosk
+        goes back to its start screen (done, or idle)."""
         use_language(settings.kiosk.language)
 
     # -- facts screens read ------------------------------------------------
@@ -140,7 +144,9 @@ class KioskApp(App[None]):
         self.go_home()
 
     def go_home(self) -> None:
-        """Back to a fresh start screen (language and counts up to date)."""
+        """Back to a fresh start screen (language and counts up to date),
+        signing out any driver."""
+        self.account = None
         while len(self.screen_stack) > 2:
             self.pop_screen()
         self.switch_screen(screens.StartScreen())
@@ -234,6 +240,17 @@ class KioskApp(App[None]):
 
     # -- journeys (workers) ---------------------------------------------------
 
+    @work(thread=True, exclusive=True, group="journey", exit_on_error=False)
+    def call_core(self, screen: Any, do: Callable[[], T], then: Callable[[T], None]) -> None:
+        """Run `do` (a service call) off the UI loop; hand its result to
+        `then` on the UI loop, or its error to `screen.failed`."""
+        try:
+            result = do()
+        except LotkeeperError as error:
+            self._fail(screen, error)
+            return
+        self.call_from_thread(then, result)
+
     def _fail(self, screen: Any, error: LotkeeperError) -> None:
         self.call_from_thread(screen.failed, error)
 
@@ -323,9 +340,18 @@ class KioskApp(App[None]):
         self.call_from_thread(self.switch_screen, screens.TicketScreen(ticket, printed, problem))
 
     @work(thread=True, exclusive=True, group="payment", exit_on_error=False)
-    def pay(self, screen: screens.ReaderScreen, code: str, card: str | None = None) -> None:
+    def pay(
+        self, screen: screens.ReaderScreen, purchase: screens.Purchase, card: str | None = None
+    ) -> None:
         try:
-            payment = lk.pay_ticket(self.site, code, card=card, kiosk=self.kiosk_id)
+            if purchase.reservation is not None:
+                payment = lk.pay_reservation(
+                    self.site, purchase.reservation.id, card=card, kiosk=self.kiosk_id
+                )
+            else:
+                payment = lk.pay_ticket(
+                    self.site, purchase.ticket_code or "", card=card, kiosk=self.kiosk_id
+                )
         except NothingToPay as done:
             self.call_from_thread(self.switch_screen, screens.MessageScreen(str(done)))
             return
@@ -360,21 +386,20 @@ class KioskApp(App[None]):
         # The paying worker sees the cancelled state on its next poll.
 
     @work(thread=True, group="receipt", exit_on_error=False)
-    def print_receipt(self, screen: screens.ReceiptScreen, payment: Payment) -> None:
+    def print_receipt(self, screen: Any, payment: Payment) -> None:
         from core.devices.printer import PrinterError, ReceiptPrint
         from core.tariff import format_money
 
+        if payment.reservation_id is not None:
+            self._print_reservation(screen, payment)
+            return
         status = None
         if payment.stay_id is not None:
             try:
                 status = lk.stay_status(self.site, payment.stay_id)
             except LotkeeperError:
                 status = None
-        card = (
-            f"{(payment.card_brand or 'card').title()} **** {payment.card_last4}"
-            if payment.card_last4
-            else "Card"
-        )
+        card = _card_text(payment)
         job = ReceiptPrint(
             site_name=self.site.name,
             reference=f"Ticket {payment.stay_id}" if payment.stay_id else f"Payment {payment.id}",
@@ -401,12 +426,53 @@ class KioskApp(App[None]):
             )
         self.call_from_thread(screen.receipt_done, text)
 
+    def _print_reservation(self, screen: Any, payment: Payment) -> None:
+        """The reservation's receipt: its code as a QR, the spot and window."""
+        from core.devices.printer import PrinterError, ReceiptPrint
+        from core.tariff import format_money
+
+        try:
+            reservation = lk.get_reservation(self.site, payment.reservation_id or 0)
+        except LotkeeperError as error:
+            self._fail(screen, error)
+            return
+        window = (
+            f"{self.describe_time(reservation.starts_at)} - "
+            f"{self.describe_time(reservation.ends_at)}"
+        )
+        job = ReceiptPrint(
+            site_name=self.site.name,
+            reference=f"Reservation {reservation.short_code}",
+            lines=(
+                (f"{reservation.size.label} space {reservation.spot_label}", ""),
+                (window, format_money(reservation.price, reservation.currency)),
+            ),
+            total=format_money(payment.amount, payment.currency),
+            paid_with=_card_text(payment),
+            exit_by=None,
+            simulated=payment.simulated,
+            code=reservation.code,
+            title="RESERVATION",
+        )
+        try:
+            self.printer.print_receipt(job)
+            text = _("Your reservation is printed. Show its code at the entry.")
+        except PrinterError:
+            text = _("The printer is not working: please take a photo of this code.")
+        self.call_from_thread(screen.receipt_done, text, reservation)
+
     def raise_alert(self, what: str) -> None:
         self.run_worker(
             lambda: lk.record_device_fault(self.site, self.kiosk_id, "help", what),
             thread=True,
             exit_on_error=False,
         )
+
+
+def _card_text(payment: Payment) -> str:
+    if payment.card_last4:
+        return f"{(payment.card_brand or 'card').title()} **** {payment.card_last4}"
+    return "Card"
 
 
 def _open_printer(site: Site) -> Any:

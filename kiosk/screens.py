@@ -4,6 +4,7 @@ the UI loop never blocks and never sees a database session."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -20,6 +21,7 @@ from core.errors import (
     LotkeeperError,
 )
 from core.payments.provider import PaymentStatus
+from core.services.reservations import Reservation
 from core.services.stays import StayStatus
 from core.tariff import format_money
 from kiosk.i18n import LANGUAGES, N_, _, language
@@ -34,6 +36,22 @@ from kiosk.widgets import (
 
 if TYPE_CHECKING:
     from kiosk.app import KioskApp
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """What the card pays for: a ticket (by its code) or a held reservation."""
+
+    ticket_code: str | None = None
+    reservation: Reservation | None = None
+
+
+def card_screen(kiosk: KioskApp, purchase: Purchase) -> Screen[Any]:
+    """Where paying by card starts: the simulated reader's choices in the
+    demo, the real reader otherwise."""
+    if kiosk.simulated_payments:
+        return SimulatedCardScreen(purchase)
+    return ReaderScreen(purchase)
 
 
 class KioskScreen(Screen[Any]):
@@ -55,6 +73,16 @@ class KioskScreen(Screen[Any]):
     def home(self) -> None:
         """Every "Done", "Cancel" and "Back to start" ends the journey."""
         self.kiosk.go_home()
+
+    @on(Button.Pressed, "#back")
+    def back(self) -> None:
+        """Every "Back" goes one step back."""
+        self.app.pop_screen()
+
+    def failed(self, error: LotkeeperError) -> None:
+        """A service call was refused: say why; the driver stays here."""
+        self.busy(None)
+        self.app.push_screen(MessageScreen(str(error)))
 
     def busy(self, text: str | None) -> None:
         for line in self.query("#busy").results(Label):
@@ -80,12 +108,15 @@ class StartScreen(KioskScreen):
                     yield BigButton(size_name(Size.MEDIUM), "f2", id="enter-medium")
                     yield BigButton(size_name(Size.LARGE), "f3", id="enter-large")
             with Horizontal(id="services"):
-                if role in ("entry", "combined"):
-                    yield BigButton(_("Reservation"), "f4", id="reservation")
                 if role in ("pay", "exit", "combined"):
                     yield BigButton(_("Pay a ticket"), "f5", id="pay", variant="success")
                 if role in ("exit", "combined"):
                     yield BigButton(_("Exit"), "f6", id="exit", variant="warning")
+                if role in ("entry", "combined"):
+                    yield BigButton(_("Reservation"), "f4", id="reservation")
+            with Horizontal(id="more"):
+                if role in ("entry", "pay", "combined"):
+                    yield BigButton(_("Account"), "f7", id="account", variant="default")
                 other = "es" if language() == "en" else "en"
                 yield BigButton(LANGUAGES[other], "f9", id="language", variant="default")
             yield Input(placeholder=_("Or scan your ticket here"), id="scan")
@@ -113,6 +144,12 @@ class StartScreen(KioskScreen):
     @on(Button.Pressed, "#reservation")
     def reservation(self) -> None:
         self.app.push_screen(ScanScreen("check_in"))
+
+    @on(Button.Pressed, "#account")
+    def account(self) -> None:
+        from kiosk.account import AccountStartScreen
+
+        self.app.push_screen(AccountStartScreen())
 
     @on(Button.Pressed, "#language")
     def switch_language(self) -> None:
@@ -165,10 +202,6 @@ class PlateScreen(KioskScreen):
     @on(Button.Pressed, "#skip")
     def skip(self) -> None:
         self.issue("")
-
-    @on(Button.Pressed, "#back")
-    def back(self) -> None:
-        self.app.pop_screen()
 
     def issue(self, plate: str) -> None:
         for button in self.query(Button):
@@ -297,10 +330,6 @@ class ScanScreen(KioskScreen):
     def ok(self) -> None:
         self.submit(self.query_one("#code", Input).value)
 
-    @on(Button.Pressed, "#back")
-    def back(self) -> None:
-        self.app.pop_screen()
-
     @on(Button.Pressed, "#lost")
     def lost(self) -> None:
         self.app.push_screen(
@@ -370,10 +399,7 @@ class FeeScreen(KioskScreen):
 
     @on(Button.Pressed, "#card")
     def card(self) -> None:
-        if self.kiosk.simulated_payments:
-            self.app.switch_screen(SimulatedCardScreen(self.code))
-        else:
-            self.app.switch_screen(ReaderScreen(self.code))
+        self.app.switch_screen(card_screen(self.kiosk, Purchase(ticket_code=self.code)))
 
 
 class SimulatedCardScreen(KioskScreen):
@@ -385,9 +411,9 @@ class SimulatedCardScreen(KioskScreen):
         ("tok_timeout", N_("Walk away without tapping"), "f3"),
     )
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, purchase: Purchase) -> None:
         super().__init__()
-        self.code = code
+        self.purchase = purchase
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -399,15 +425,15 @@ class SimulatedCardScreen(KioskScreen):
     @on(Button.Pressed)
     def chosen(self, event: Button.Pressed) -> None:
         if event.button.id and event.button.id != "home":
-            self.app.switch_screen(ReaderScreen(self.code, card=event.button.id))
+            self.app.switch_screen(ReaderScreen(self.purchase, card=event.button.id))
 
 
 class ReaderScreen(KioskScreen):
     """The card reader's live status, with a cancel button."""
 
-    def __init__(self, code: str, card: str | None = None) -> None:
+    def __init__(self, purchase: Purchase, card: str | None = None) -> None:
         super().__init__()
-        self.code = code
+        self.purchase = purchase
         self.card = card
         self.payment: Payment | None = None
 
@@ -419,7 +445,7 @@ class ReaderScreen(KioskScreen):
             yield Label("", id="busy")
 
     def on_mount(self) -> None:
-        self.kiosk.pay(self, self.code, self.card)
+        self.kiosk.pay(self, self.purchase, self.card)
 
     def reader_status(self, payment: Payment) -> None:
         self.payment = payment
@@ -434,19 +460,23 @@ class ReaderScreen(KioskScreen):
         self.kiosk.cancel_payment(self)
 
     def finished(self, payment: Payment) -> None:
-        if payment.succeeded:
-            self.app.switch_screen(ReceiptScreen(payment))
+        if not payment.succeeded:
+            self.app.switch_screen(DeclinedScreen(self.purchase, payment))
+        elif self.purchase.reservation is not None:
+            from kiosk.account import ReservedScreen
+
+            self.app.switch_screen(ReservedScreen(self.purchase.reservation.id, payment))
         else:
-            self.app.switch_screen(DeclinedScreen(self.code, payment))
+            self.app.switch_screen(ReceiptScreen(payment))
 
     def failed(self, error: LotkeeperError) -> None:
         self.app.switch_screen(MessageScreen(str(error)))
 
 
 class DeclinedScreen(KioskScreen):
-    def __init__(self, code: str, payment: Payment) -> None:
+    def __init__(self, purchase: Purchase, payment: Payment) -> None:
         super().__init__()
-        self.code = code
+        self.purchase = purchase
         self.payment = payment
 
     def compose(self) -> ComposeResult:
@@ -458,10 +488,7 @@ class DeclinedScreen(KioskScreen):
 
     @on(Button.Pressed, "#retry")
     def retry(self) -> None:
-        if self.kiosk.simulated_payments:
-            self.app.switch_screen(SimulatedCardScreen(self.code))
-        else:
-            self.app.switch_screen(ReaderScreen(self.code))
+        self.app.switch_screen(card_screen(self.kiosk, self.purchase))
 
 
 class ReceiptScreen(KioskScreen):

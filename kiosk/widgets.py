@@ -84,18 +84,29 @@ class OnScreenKeyboard(Vertical):
                 for char in row:
                     yield Button(char, classes="key", id=f"key-{ord(char)}")
         with Horizontal(classes="keyrow"):
+            yield Button(_("Shift"), classes="key wide", id="key-shift")
             yield Button(_("Space"), classes="key wide", id="key-space")
             yield Button(_("Delete"), classes="key wide", id="key-delete")
+
+    lower = False
+    """Letters come out lower case (for passwords and e-mail addresses)."""
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         button_id = event.button.id or ""
-        if button_id == "key-space":
+        if button_id == "key-shift":
+            self.lower = not self.lower
+            for button in self.query(".key"):
+                label = str(button.label)  # type: ignore[attr-defined]
+                if len(label) == 1 and label.isalpha():
+                    button.label = label.lower() if self.lower else label.upper()  # type: ignore[attr-defined]
+        elif button_id == "key-space":
             self.post_message(self.Pressed(" "))
         elif button_id == "key-delete":
             self.post_message(self.Pressed("\b"))
         elif button_id.startswith("key-"):
-            self.post_message(self.Pressed(chr(int(button_id[4:]))))
+            char = chr(int(button_id[4:]))
+            self.post_message(self.Pressed(char.lower() if self.lower else char))
 
 
 class FeeBreakdown(Static):
