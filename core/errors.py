@@ -94,9 +94,9 @@ class TicketUnknown(TicketError):
 
     reason = "unknown_ticket"
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "ticket") -> None:
         super().__init__(
-            "We have no record of this ticket at this garage. Please ask the attendant for help."
+            f"We have no record of this {what} at this garage. Please ask the attendant for help."
         )
 
 

@@ -399,3 +399,35 @@ def test_leaving_keys_and_random_keys_on_every_screen_keep_the_kiosk_running(
             await settle(app, pilot)
 
     run_kiosk(site, tmp_path, scenario)
+
+
+def test_a_paid_ticket_shows_its_exit_by_time_instead_of_a_fee(
+    site: Site, clock: FixedClock, tmp_path: Path
+) -> None:
+    from helpers import pay_and_exit  # noqa: F401 - the same simulated reader
+
+    ticket = lk.enter(site, "small")
+    clock.advance(hours=2)
+    paying = lk.pay_ticket(site, ticket.code)
+    lk.wait_for_payment(site, paying.id, sleep=lambda _: None)
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await press(app, pilot, "f5")
+        await pilot.press(*ticket.short_code)
+        await press(app, pilot, "enter")
+        assert isinstance(app.screen, screens.FeeScreen)
+        assert "Nothing to pay. Please leave by 11:15" in shown(app)
+
+    run_kiosk(site, tmp_path, scenario)
+
+
+def test_lost_ticket_at_the_exit_calls_the_attendant(site: Site, tmp_path: Path) -> None:
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await press(app, pilot, "f6")
+        await press(app, pilot, "f3")  # I lost my ticket
+        assert isinstance(app.screen, screens.MessageScreen)
+        assert "attendant" in shown(app)
+
+    run_kiosk(site, tmp_path, scenario)
+    (alert,) = [e for e in lk.recent_events(site).events if e.kind == "device_fault"]
+    assert "lost ticket" in alert.message and alert.data["alert"] is True

@@ -17,6 +17,7 @@ from core.clock import FixedClock
 from core.services.reservations import ReservationState
 from core.site import Site
 from core.storage.models import Reservation as ReservationRow
+from core.ticket_codes import RESERVATION
 from kiosk import account as screens_account
 from kiosk import screens
 from kiosk.app import KioskApp
@@ -188,7 +189,19 @@ def test_check_in_at_the_kiosk_and_its_refusals(
         await press(app, pilot, "enter")
         return shown(app)
 
+    other = lk.hold(site, ada.id, "small", start, start + timedelta(hours=1))
+    lk.cancel_reservation(site, other.id, ada.id)
+    cancelled = lk.get_reservation(site, other.id)
+    ring = site.keyring()
+    unknown = ring.code_for(ring.active_id, 999, int(clock.now().timestamp()), RESERVATION).text
+
     async def scenario(app: KioskApp, pilot: Any) -> None:
+        assert "cancelled" in await check_in(app, pilot, cancelled.short_code)
+        await press(app, pilot, "enter")
+        await press(app, pilot, "escape")
+        assert "no record of this reservation" in await check_in(app, pilot, unknown)
+        await press(app, pilot, "enter")
+        await press(app, pilot, "escape")
         assert "You are early" in await check_in(app, pilot, reservation.short_code)
         await press(app, pilot, "enter")
         await press(app, pilot, "escape")

@@ -475,7 +475,7 @@ def check_in(site: Site, code: str, plate: str | None = None, kiosk: str = "") -
         now = site.clock.now()
         row = session.get(ReservationRow, parsed.ticket_id)
         if row is None or row.site_id != site.id or not _matches(site, parsed, row):
-            raise TicketUnknown() if row is None else TicketSignatureInvalid()
+            raise TicketUnknown("reservation") if row is None else TicketSignatureInvalid()
         state = ReservationState(row.state)
         when = site.describe_time
         if state is ReservationState.CANCELLED:
