@@ -431,3 +431,28 @@ def test_lost_ticket_at_the_exit_calls_the_attendant(site: Site, tmp_path: Path)
     run_kiosk(site, tmp_path, scenario)
     (alert,) = [e for e in lk.recent_events(site).events if e.kind == "device_fault"]
     assert "lost ticket" in alert.message and alert.data["alert"] is True
+
+
+def test_a_receipt_printer_out_of_paper_leaves_the_payment_and_shows_the_receipt(
+    site: Site, clock: FixedClock, tmp_path: Path
+) -> None:
+    from fake_printer import FakePrinter
+
+    ticket = lk.enter(site, "small")
+    clock.advance(hours=2)
+
+    with FakePrinter(mode="paper_out") as fake:
+
+        async def scenario(app: KioskApp, pilot: Any) -> None:
+            await press(app, pilot, "f5")
+            await pilot.press(*ticket.short_code)
+            await press(app, pilot, "enter")
+            await press(app, pilot, "enter")
+            await press(app, pilot, "f1")  # approved
+            assert isinstance(app.screen, screens.ReceiptScreen)
+            assert "receipt printer is not working. Paid $6.00; leave by 11:15" in shown(app)
+
+        run_kiosk(site, tmp_path, scenario, printer=tcp_printer(fake, tmp_path))
+        assert fake.cuts == 0
+
+    assert lk.ticket_status(site, ticket.code).due == 0  # the payment stands
