@@ -27,7 +27,7 @@ from textual.widgets import Label
 
 from core import services as lk
 from core.devices.gate import Gate, LoggedGate
-from core.domain import Account, Availability, Payment, Size
+from core.domain import Account, Availability, Payment, Size, Ticket
 from core.errors import LotkeeperError, NothingToPay, PaymentRequired
 from core.payments.provider import PaymentStatus
 from core.services.events import EventCursor
@@ -261,11 +261,9 @@ class KioskApp(App[None]):
         except LotkeeperError as error:
             self._fail(screen, error)
             return
-        printed, problem = self._print_ticket(ticket)
-        self.gate.open(self.kiosk_id, f"entry, ticket {ticket.id}")
-        self.call_from_thread(self.switch_screen, screens.TicketScreen(ticket, printed, problem))
+        self._admit(ticket, f"entry, ticket {ticket.id}")
 
-    def _print_ticket(self, ticket: Any) -> tuple[bool, str | None]:
+    def _print_ticket(self, ticket: Ticket) -> tuple[bool, str | None]:
         """Print the ticket: (printed on paper, what to tell the driver when
         its QR is shown on screen instead). On a printer fault the driver
         still gets in (the claim is made once) with the QR to photograph, and
@@ -302,6 +300,10 @@ class KioskApp(App[None]):
 
     @work(thread=True, exclusive=True, group="journey", exit_on_error=False)
     def look_up(self, screen: screens.ScanScreen, code: str) -> None:
+        self._show_fee(screen, code)
+
+    def _show_fee(self, screen: screens.ScanScreen, code: str) -> None:
+        """The fee screen for a ticket (from a worker)."""
         try:
             status = lk.ticket_status(self.site, code, kiosk=self.kiosk_id)
         except LotkeeperError as error:
@@ -315,12 +317,7 @@ class KioskApp(App[None]):
             result = lk.exit(self.site, code, kiosk=self.kiosk_id)
         except PaymentRequired:
             # Not paid (or the exit grace is over): straight into paying.
-            try:
-                status = lk.ticket_status(self.site, code, kiosk=self.kiosk_id)
-            except LotkeeperError as error:
-                self._fail(screen, error)
-                return
-            self.call_from_thread(self.switch_screen, screens.FeeScreen(code, status))
+            self._show_fee(screen, code)
             return
         except LotkeeperError as error:
             self._fail(screen, error)
@@ -335,8 +332,13 @@ class KioskApp(App[None]):
         except LotkeeperError as error:
             self._fail(screen, error)
             return
+        self._admit(ticket, f"reservation check-in, ticket {ticket.id}")
+
+    def _admit(self, ticket: Ticket, why: str) -> None:
+        """After entry or check-in (from a worker): print the ticket (or show
+        its QR), open the gate, show the spot."""
         printed, problem = self._print_ticket(ticket)
-        self.gate.open(self.kiosk_id, f"reservation check-in, ticket {ticket.id}")
+        self.gate.open(self.kiosk_id, why)
         self.call_from_thread(self.switch_screen, screens.TicketScreen(ticket, printed, problem))
 
     @work(thread=True, exclusive=True, group="payment", exit_on_error=False)
