@@ -248,6 +248,57 @@ def cmd_kiosk(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _ask_pin(prompt: str) -> str:
+    """A PIN from the terminal without echo, or a line of standard input
+    when it is not a terminal (scripts)."""
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().strip()
+
+
+def cmd_staff_add(args: argparse.Namespace, out: TextIO) -> int:
+    from core.services.staff import add_staff, check_pin
+
+    pin = _ask_pin("PIN (4-12 digits): ")
+    check_pin(pin)
+    if _ask_pin("The same PIN again: ") != pin:
+        raise ConfigError("the two PINs differ; nothing was changed")
+    staff = add_staff(_open(args), args.name, args.role, pin)
+    out.write(f"{staff.name} can now sign in to the console as {staff.role}.\n")
+    return 0
+
+
+def cmd_staff_list(args: argparse.Namespace, out: TextIO) -> int:
+    from core.services.staff import list_staff
+
+    site = _open(args)
+    for staff in list_staff(site):
+        state = f"disabled {site.describe_time(staff.disabled_at)}" if staff.disabled_at else ""
+        out.write(f"{staff.name:<24} {staff.role:<11} {state}\n".rstrip() + "\n")
+    return 0
+
+
+def cmd_staff_disable(args: argparse.Namespace, out: TextIO) -> int:
+    from core.services.staff import disable_staff
+
+    staff = disable_staff(_open(args), args.name, reason=args.reason or "")
+    out.write(f"{staff.name} can no longer sign in.\n")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace, out: TextIO) -> int:
+    from core.services.audit import verify_audit
+
+    check = verify_audit(_open(args))
+    if check.ok:
+        out.write(f"audit trail intact: {check.problem}\n")
+        return 0
+    out.write(f"audit trail BROKEN at row {check.broken_at}: {check.problem}\n")
+    return EXIT_ERROR
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lotkeeper", description="Lotkeeper parking garage: operator commands."
@@ -300,6 +351,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MINUTES",
         help="only attempts older than this (default: twice the reader timeout)",
     )
+
+    staff = commands.add_parser("staff", help="console staff").add_subparsers(
+        dest="staff", required=True
+    )
+    staff_add = add("add", cmd_staff_add, "add an attendant or supervisor (PIN asked twice)", staff)
+    staff_add.add_argument("--name", required=True)
+    staff_add.add_argument("--role", required=True, choices=["attendant", "supervisor"])
+    add("list", cmd_staff_list, "list staff", staff)
+    staff_disable = add("disable", cmd_staff_disable, "stop a staff member signing in", staff)
+    staff_disable.add_argument("name")
+    staff_disable.add_argument("--reason")
+
+    audit = commands.add_parser("audit", help="the audit trail").add_subparsers(
+        dest="audit", required=True
+    )
+    add("verify", cmd_audit_verify, "check the audit trail's hash chain", audit)
 
     kiosk = add("kiosk", cmd_kiosk, "run the touchscreen kiosk (entry, pay, exit)")
     kiosk.add_argument("--role", choices=["entry", "pay", "exit", "combined"])

@@ -131,8 +131,10 @@ class SignInFailed(LotkeeperError):
 
     code = "sign_in_failed"
 
-    def __init__(self) -> None:
-        super().__init__("That email and password do not match an account. Please try again.")
+    def __init__(
+        self, message: str = "That email and password do not match an account. Please try again."
+    ) -> None:
+        super().__init__(message)
 
 
 class SignInThrottled(LotkeeperError):

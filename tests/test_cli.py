@@ -184,3 +184,34 @@ def test_payments_reconcile_settles_what_a_crashed_kiosk_left_pending(data_dir: 
     assert code == 0
     assert f"payment {started.id}: charge of $3.00 -> succeeded" in out
     assert "Checked 1 pending payment(s): 1 settled" in out
+
+
+def test_staff_add_list_disable_and_audit_verify(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("2468\n2468\n"))
+    assert run("staff", "add", "--name", "Sam", "--role", "supervisor") == (
+        0,
+        "Sam can now sign in to the console as supervisor.\n",
+    )
+    monkeypatch.setattr(sys, "stdin", io.StringIO("1111\n2222\n"))
+    assert run("staff", "add", "--name", "Ana", "--role", "attendant")[0] == 1
+    code, out = run("staff", "list")
+    assert code == 0 and out.split() == ["Sam", "supervisor"]
+    assert run("staff", "disable", "Sam", "--reason", "left")[0] == 0
+    assert "disabled" in run("staff", "list")[1]
+    assert run("audit", "verify") == (0, "audit trail intact: 2 rows, chain intact\n")
+
+    site = open_site(load_settings())
+    try:
+        from sqlalchemy import update
+
+        from core.storage.models import AuditRow
+
+        site.db.write(lambda s: s.execute(update(AuditRow).values(reason="edited")))  # every row
+    finally:
+        site.close()
+    code, out = run("audit", "verify")
+    assert (
+        code == 1 and out == "audit trail BROKEN at row 1: row 1 was changed after it was written\n"
+    )

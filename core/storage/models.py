@@ -334,3 +334,51 @@ class Device(Base):
     # {"printer": "paper low", "reader": "online", ...}, as JSON.
     components: Mapped[str] = mapped_column(Text)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class StaffMember(Base):
+    """An attendant or supervisor. Only a hash of the PIN is stored (Argon2id,
+    as for driver passwords)."""
+
+    __tablename__ = "staff"
+    __table_args__ = (UniqueConstraint("site_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    pin_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AuditRow(Base):
+    """What staff did, append-only: each row's hash covers its content and
+    the previous row's hash, so an edited or deleted row breaks the chain."""
+
+    __tablename__ = "audit_log"
+
+    site_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    staff_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    staff_name: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(64), default="")
+    reason: Mapped[str] = mapped_column(String(255), default="")
+    data: Mapped[str] = mapped_column(Text, default="{}")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The newest row of each site's audit chain. Moved by a conditional
+    UPDATE in the same transaction as the row it points at: two writers can
+    never both extend the chain from the same row, and a deleted tail row
+    no longer matches the head."""
+
+    __tablename__ = "audit_heads"
+
+    site_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))

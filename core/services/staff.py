@@ -1,0 +1,150 @@
+"""Staff: attendants and supervisors, who sign in to the console with a PIN.
+
+PINs are hashed with Argon2id like driver passwords, and failures are
+throttled the same way (per staff name). Adding and disabling staff is
+audited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import InvalidInput, NotFound, SignInFailed, SignInThrottled
+from core.services.accounts import HASHER, _blocked_for, _clear_failures, _record_failure, _verify
+from core.services.audit import CLI, Actor, record_audit
+from core.site import Site
+from core.storage.models import StaffMember
+
+Role = Literal["attendant", "supervisor"]
+ROLES: tuple[Role, ...] = ("attendant", "supervisor")
+PIN_LENGTH = (4, 12)
+# Checked when the name is unknown, so that path costs the same.
+_DUMMY_HASH = HASHER.hash("lotkeeper: no such staff member")
+
+
+@dataclass(frozen=True)
+class Staff:
+    id: int
+    name: str
+    role: Role
+    created_at: datetime
+    disabled_at: datetime | None = None
+
+    @property
+    def supervisor(self) -> bool:
+        return self.role == "supervisor"
+
+    @property
+    def actor(self) -> Actor:
+        """As the audit trail names them."""
+        return Actor(self.name, self.id, self.role)
+
+
+def _staff(row: StaffMember) -> Staff:
+    return Staff(row.id, row.name, row.role, row.created_at, row.disabled_at)  # type: ignore[arg-type]
+
+
+def _clean_name(name: str) -> str:
+    cleaned = " ".join(name.split())
+    if not 1 <= len(cleaned) <= 64:
+        raise InvalidInput("A staff name has 1 to 64 characters.")
+    return cleaned
+
+
+def check_pin(pin: str) -> None:
+    """A PIN is 4 to 12 digits."""
+    low, high = PIN_LENGTH
+    if not (pin.isdigit() and low <= len(pin) <= high):
+        raise InvalidInput(f"A PIN is {low} to {high} digits.")
+
+
+def add_staff(site: Site, name: str, role: str, pin: str, by: Actor = CLI) -> Staff:
+    """A new attendant or supervisor. Raises `InvalidInput` for a bad name,
+    role or PIN, or a name already in use."""
+    name = _clean_name(name)
+    if role not in ROLES:
+        raise InvalidInput(f"A role is one of: {', '.join(ROLES)}.")
+    check_pin(pin)
+    hashed = HASHER.hash(pin)
+
+    def work(session: Session) -> Staff | InvalidInput:
+        taken = session.scalar(
+            select(StaffMember.id).where(StaffMember.site_id == site.id, StaffMember.name == name)
+        )
+        if taken is not None:
+            return InvalidInput(f"There is already a staff member called {name}.")
+        now = site.clock.now()
+        row = StaffMember(site_id=site.id, name=name, role=role, pin_hash=hashed, created_at=now)
+        session.add(row)
+        session.flush()
+        record_audit(session, site, by, "staff_added", target=name, data={"role": role}, at=now)
+        return _staff(row)
+
+    result = site.db.write(work)
+    if isinstance(result, InvalidInput):
+        raise result
+    return result
+
+
+def list_staff(site: Site) -> list[Staff]:
+    """Everyone, enabled or not, by name."""
+    rows = site.db.read(
+        lambda s: list(
+            s.scalars(
+                select(StaffMember).where(StaffMember.site_id == site.id).order_by(StaffMember.name)
+            )
+        )
+    )
+    return [_staff(r) for r in rows]
+
+
+def disable_staff(site: Site, name: str, reason: str = "", by: Actor = CLI) -> Staff:
+    """Stop a staff member from signing in; their history stays."""
+    name = _clean_name(name)
+
+    def work(session: Session) -> Staff | None:
+        row = session.scalars(
+            select(StaffMember)
+            .where(StaffMember.site_id == site.id, StaffMember.name == name)
+            .with_for_update()
+        ).one_or_none()
+        if row is None:
+            return None
+        if row.disabled_at is None:
+            row.disabled_at = site.clock.now()
+            record_audit(session, site, by, "staff_disabled", target=name, reason=reason)
+        return _staff(row)
+
+    result = site.db.write(work)
+    if result is None:
+        raise NotFound(f"There is no staff member called {name}.")
+    return result
+
+
+def staff_sign_in(site: Site, name: str, pin: str) -> Staff:
+    """The enabled staff member with this name and PIN. Raises `SignInFailed`
+    (the same for a wrong PIN, an unknown or a disabled name) or
+    `SignInThrottled` after repeated failures."""
+    key = f"staff:{' '.join(name.split()).lower()}"
+    now = site.clock.now()
+    wait = _blocked_for(site, key, now)
+    if wait:
+        raise SignInThrottled(wait)
+    row = site.db.read(
+        lambda s: s.scalars(
+            select(StaffMember).where(
+                StaffMember.site_id == site.id, StaffMember.name == " ".join(name.split())
+            )
+        ).one_or_none()
+    )
+    matched = _verify(row.pin_hash if row else _DUMMY_HASH, pin)
+    if row is None or not matched or row.disabled_at is not None:
+        _record_failure(site, key)
+        raise SignInFailed("That name and PIN do not match a staff member who may sign in.")
+    _clear_failures(site, key)
+    return _staff(row)
