@@ -132,6 +132,8 @@ class CreateAccountScreen(FormScreen):
 
     @on(Button.Pressed, "#go")
     def go(self) -> None:
+        if self.working:
+            return
         name, email, password = self.value("name"), self.value("email"), self.value("password")
         site = self.kiosk.site
         self.busy(_("Creating your account..."))
@@ -280,6 +282,7 @@ class VehiclesScreen(ListScreen, FormScreen):
             return
         plate, account_id, site = self.value("plate"), self.account.id, self.kiosk.site
         self.query_one("#plate", Input).value = ""
+        self.busy(_("Saving..."))
         if button == "remove":
             self.kiosk.call_core(
                 self, lambda: lk.remove_vehicle(site, account_id, plate), self.changed
@@ -291,6 +294,7 @@ class VehiclesScreen(ListScreen, FormScreen):
             )
 
     def changed(self, _result: object) -> None:
+        self.busy(None)
         self.reload()
 
 
@@ -366,6 +370,7 @@ class ReserveScreen(AccountScreen, FormScreen):
             self.failed(error)
             return
         size = self.car_size
+        self.busy(_("Working out the price..."))
         self.kiosk.call_core(
             self, lambda: lk.quote_reservation(site, size, start, end), self.quoted
         )
@@ -377,6 +382,8 @@ class ReserveScreen(AccountScreen, FormScreen):
 
     @on(Button.Pressed, "#hold")
     def hold(self) -> None:
+        if self.working:
+            return
         site, account, size, kiosk = self.kiosk.site, self.account, self.car_size, self.kiosk
         try:
             start, end = self.window()
@@ -439,6 +446,8 @@ class HoldScreen(AccountScreen):
 
     @on(Button.Pressed, "#cancel")
     def cancel(self) -> None:
+        if self.working:
+            return
         site, r, kiosk = self.kiosk.site, self.reservation, self.kiosk
         self.busy(_("Releasing the space..."))
         kiosk.call_core(

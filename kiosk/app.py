@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from textual import work
+from textual import events, work
 from textual.app import App
 from textual.binding import Binding
 from textual.widgets import Label
@@ -105,6 +105,12 @@ class KioskApp(App[None]):
         return self.site.describe_time(when) if when else ""
 
     # -- lifecycle -------------------------------------------------------------
+
+    TALL_ROWS = 40
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Bigger keys and buttons when the terminal has the room."""
+        self.set_class(event.size.height >= self.TALL_ROWS, "-tall")
 
     def on_mount(self) -> None:
         self.push_screen(screens.StartScreen())

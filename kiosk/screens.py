@@ -84,7 +84,12 @@ class KioskScreen(Screen[Any]):
         self.busy(None)
         self.app.push_screen(MessageScreen(str(error)))
 
+    working = False
+    """A service call started here is under way: a second press of the
+    same button (or Enter) is ignored until it answers."""
+
     def busy(self, text: str | None) -> None:
+        self.working = bool(text)
         for line in self.query("#busy").results(Label):
             line.update(text or "")
             line.display = bool(text)
@@ -124,6 +129,8 @@ class StartScreen(KioskScreen):
 
     def on_mount(self) -> None:
         self.refresh_availability()
+        # A keyboard-wedge scanner types into whatever has the focus.
+        self.query_one("#scan", Input).focus()
 
     def refresh_availability(self) -> None:
         self.query_one(AvailabilityPanel).show(self.kiosk.availability)
@@ -204,6 +211,8 @@ class PlateScreen(KioskScreen):
         self.issue("")
 
     def issue(self, plate: str) -> None:
+        if self.working:
+            return
         for button in self.query(Button):
             button.disabled = True
         self.busy(_("Printing your ticket..."))
@@ -344,7 +353,7 @@ class ScanScreen(KioskScreen):
 
     def submit(self, code: str) -> None:
         code = code.strip()
-        if not code:
+        if not code or self.working:
             return
         self.query_one("#code", Input).value = ""
         self.busy(_("Checking..."))

@@ -24,6 +24,10 @@ class BigButton(Button):
     (function keys, Enter and Esc: a keyboard-wedge scanner never sends
     those, so scanning a code can never press a button)."""
 
+    # Touching a button must not take the focus from the field being typed
+    # into (nor from the scan field): its key presses it from anywhere.
+    can_focus = False
+
     def __init__(self, label: str, key: str, *, id: str, variant: str = "primary") -> None:
         shown = KEY_NAMES.get(key, key.upper())
         # Text, not markup: "[Enter]" is meant literally.
@@ -63,6 +67,13 @@ class AvailabilityPanel(Static):
         self.update(text)
 
 
+class KeyButton(Button):
+    """A key of the on-screen keyboard: never takes the focus, so it types
+    into the field the driver is filling in."""
+
+    can_focus = False
+
+
 class OnScreenKeyboard(Vertical):
     """Letters, digits, space and delete as big buttons; the physical
     keyboard (or a scanner) works alongside it."""
@@ -82,11 +93,11 @@ class OnScreenKeyboard(Vertical):
         for row in self.ROWS:
             with Horizontal(classes="keyrow"):
                 for char in row:
-                    yield Button(char, classes="key", id=f"key-{ord(char)}")
+                    yield KeyButton(char, classes="key", id=f"key-{ord(char)}")
         with Horizontal(classes="keyrow"):
-            yield Button(_("Shift"), classes="key wide", id="key-shift")
-            yield Button(_("Space"), classes="key wide", id="key-space")
-            yield Button(_("Delete"), classes="key wide", id="key-delete")
+            yield KeyButton(_("Shift"), classes="key wide", id="key-shift")
+            yield KeyButton(_("Space"), classes="key wide", id="key-space")
+            yield KeyButton(_("Delete"), classes="key wide", id="key-delete")
 
     lower = False
     """Letters come out lower case (for passwords and e-mail addresses)."""

@@ -456,3 +456,35 @@ def test_a_receipt_printer_out_of_paper_leaves_the_payment_and_shows_the_receipt
         assert fake.cuts == 0
 
     assert lk.ticket_status(site, ticket.code).due == 0  # the payment stands
+
+
+def test_a_code_scanned_on_the_start_screen_goes_straight_to_its_fee(
+    site: Site, clock: FixedClock, tmp_path: Path
+) -> None:
+    ticket = lk.enter(site, "small")
+    clock.advance(hours=1)
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        assert isinstance(app.screen, screens.StartScreen)
+        # What a keyboard-wedge scanner does: types the code, then Enter.
+        from textual.keys import _character_to_key
+
+        await pilot.press(*(_character_to_key(c) for c in ticket.code), "enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, screens.FeeScreen), shown(app)
+        assert "$3.00" in shown(app)
+
+    run_kiosk(site, tmp_path, scenario)
+
+
+def test_enter_pressed_twice_on_the_plate_screen_issues_one_ticket(
+    site: Site, tmp_path: Path
+) -> None:
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await press(app, pilot, "f1")
+        calls = []
+        app.take_ticket = lambda *args: calls.append(args)  # type: ignore[method-assign]
+        await pilot.press("enter", "enter")  # the driver is in a hurry
+        assert len(calls) == 1
+
+    run_kiosk(site, tmp_path, scenario)

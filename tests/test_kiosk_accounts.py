@@ -214,3 +214,25 @@ def test_check_in_at_the_kiosk_and_its_refusals(
         assert app.screen.ticket.spot_label == reservation.spot_label
 
     run_kiosk(site, tmp_path, scenario)
+
+
+def test_the_on_screen_keyboard_types_into_the_touched_field_and_fits_at_80x24(
+    site: Site, tmp_path: Path
+) -> None:
+    from textual.widgets import Input
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await press(app, pilot, "f7")
+        await press(app, pilot, "f2")
+        screen = app.screen
+        for key in ("#key-space", "#key-delete", "#key-shift", "#go"):
+            region = screen.query_one(key).region
+            assert 0 < region.bottom <= 24 and region.right <= 80, (key, region)
+        await pilot.click("#password")
+        for key in ("#key-shift", f"#key-{ord('A')}", f"#key-{ord('B')}", f"#key-{ord('1')}"):
+            await pilot.click(key)
+        await settle(app, pilot)
+        assert screen.query_one("#password", Input).value == "ab1"
+        assert screen.query_one("#name", Input).value == ""
+
+    run_kiosk(site, tmp_path, scenario)
