@@ -86,6 +86,7 @@ class KioskApp(App[None]):
         self.cursor: EventCursor | None = None
         self.last_resync = 0.0
         self.pending_payment: Payment | None = None
+        self.cancel_requested = False
         self.account: Account | None = None
         """The driver signed in at this kiosk; signed out whenever the kiosk
         goes back to its start screen (done, or idle)."""
@@ -255,10 +256,23 @@ class KioskApp(App[None]):
         except LotkeeperError as error:
             self._fail(screen, error)
             return
-        self.call_from_thread(then, result)
+        self._on(screen, then, result)
+
+    def _on(self, screen: Any, action: Callable[..., Any], *args: Any) -> None:
+        """From a worker: run `action` on the UI loop if `screen` is still
+        the one showing. A late answer (the driver went home, the kiosk timed
+        out) must never change the next driver's screen."""
+
+        def apply() -> None:
+            if self.screen is screen:
+                action(*args)
+            else:
+                log.info("dropped a late result for %s", type(screen).__name__)
+
+        self.call_from_thread(apply)
 
     def _fail(self, screen: Any, error: LotkeeperError) -> None:
-        self.call_from_thread(screen.failed, error)
+        self._on(screen, screen.failed, error)
 
     @work(thread=True, exclusive=True, group="journey", exit_on_error=False)
     def take_ticket(self, screen: screens.PlateScreen, size: Size, plate: str | None) -> None:
@@ -267,7 +281,7 @@ class KioskApp(App[None]):
         except LotkeeperError as error:
             self._fail(screen, error)
             return
-        self._admit(ticket, f"entry, ticket {ticket.id}")
+        self._admit(screen, ticket, f"entry, ticket {ticket.id}")
 
     def _print_ticket(self, ticket: Ticket) -> tuple[bool, str | None]:
         """Print the ticket: (printed on paper, what to tell the driver when
@@ -315,7 +329,7 @@ class KioskApp(App[None]):
         except LotkeeperError as error:
             self._fail(screen, error)
             return
-        self.call_from_thread(self.switch_screen, screens.FeeScreen(code, status))
+        self._on(screen, self.switch_screen, screens.FeeScreen(code, status))
 
     @work(thread=True, exclusive=True, group="journey", exit_on_error=False)
     def leave(self, screen: screens.ScanScreen, code: str) -> None:
@@ -329,7 +343,7 @@ class KioskApp(App[None]):
             self._fail(screen, error)
             return
         self.gate.open(self.kiosk_id, f"exit, ticket {result.ticket_id}")
-        self.call_from_thread(self.switch_screen, screens.GoodbyeScreen(result.spot_label))
+        self._on(screen, self.switch_screen, screens.GoodbyeScreen(result.spot_label))
 
     @work(thread=True, exclusive=True, group="journey", exit_on_error=False)
     def check_in(self, screen: screens.ScanScreen, code: str) -> None:
@@ -338,14 +352,14 @@ class KioskApp(App[None]):
         except LotkeeperError as error:
             self._fail(screen, error)
             return
-        self._admit(ticket, f"reservation check-in, ticket {ticket.id}")
+        self._admit(screen, ticket, f"reservation check-in, ticket {ticket.id}")
 
-    def _admit(self, ticket: Ticket, why: str) -> None:
+    def _admit(self, screen: Any, ticket: Ticket, why: str) -> None:
         """After entry or check-in (from a worker): print the ticket (or show
         its QR), open the gate, show the spot."""
         printed, problem = self._print_ticket(ticket)
         self.gate.open(self.kiosk_id, why)
-        self.call_from_thread(self.switch_screen, screens.TicketScreen(ticket, printed, problem))
+        self._on(screen, self.switch_screen, screens.TicketScreen(ticket, printed, problem))
 
     @work(thread=True, exclusive=True, group="payment", exit_on_error=False)
     def pay(
@@ -361,7 +375,7 @@ class KioskApp(App[None]):
                     self.site, purchase.ticket_code or "", card=card, kiosk=self.kiosk_id
                 )
         except NothingToPay as done:
-            self.call_from_thread(self.switch_screen, screens.MessageScreen(str(done)))
+            self._on(screen, self.switch_screen, screens.MessageScreen(str(done)))
             return
         except LotkeeperError as error:
             self._fail(screen, error)
@@ -370,28 +384,42 @@ class KioskApp(App[None]):
 
         def show(update: Payment) -> None:
             self.pending_payment = update
-            self.call_from_thread(screen.reader_status, update)
+            if self.cancel_requested and update.status is PaymentStatus.PENDING:
+                # Cancel was pressed before the reader had the payment.
+                self.cancel_requested = False
+                self._cancel(screen, update)
+            self._on(screen, screen.reader_status, update)
 
         try:
             final = lk.wait_for_payment(
                 self.site, payment.id, on_update=show, sleep=self.payment_sleep
             )
         except LotkeeperError as error:
+            # The reader could not be asked: stop its action rather than
+            # leave it waiting for a card nobody will be charged for.
+            self._cancel(screen, payment, quiet=True)
             self._fail(screen, error)
             return
-        self.pending_payment = None
-        self.call_from_thread(screen.finished, final)
+        finally:
+            self.pending_payment = None
+        self._on(screen, screen.finished, final)
 
     @work(thread=True, group="cancel", exit_on_error=False)
     def cancel_payment(self, screen: screens.ReaderScreen) -> None:
         payment = self.pending_payment
-        if payment is None or payment.status is not PaymentStatus.PENDING:
+        if payment is None:
+            self.cancel_requested = True  # the paying worker cancels once it starts
             return
+        if payment.status is PaymentStatus.PENDING:
+            self._cancel(screen, payment)
+        # The paying worker sees the cancelled state on its next poll.
+
+    def _cancel(self, screen: Any, payment: Payment, quiet: bool = False) -> None:
         try:
             lk.cancel_payment(self.site, payment.id)
         except LotkeeperError as error:
-            self._fail(screen, error)
-        # The paying worker sees the cancelled state on its next poll.
+            if not quiet:
+                self._fail(screen, error)
 
     @work(thread=True, group="receipt", exit_on_error=False)
     def print_receipt(self, screen: Any, payment: Payment) -> None:
@@ -432,7 +460,7 @@ class KioskApp(App[None]):
             text = _("The receipt printer is not working. Paid {total}; leave by {time}.").format(
                 total=job.total, time=job.exit_by or "-"
             )
-        self.call_from_thread(screen.receipt_done, text)
+        self._on(screen, screen.receipt_done, text)
 
     def _print_reservation(self, screen: Any, payment: Payment) -> None:
         """The reservation's receipt: its code as a QR, the spot and window."""
@@ -467,7 +495,7 @@ class KioskApp(App[None]):
             text = _("Your reservation is printed. Show its code at the entry.")
         except PrinterError:
             text = _("The printer is not working: please take a photo of this code.")
-        self.call_from_thread(screen.receipt_done, text, reservation)
+        self._on(screen, screen.receipt_done, text, reservation)
 
     def raise_alert(self, what: str) -> None:
         self.run_worker(

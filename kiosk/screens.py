@@ -454,6 +454,7 @@ class ReaderScreen(KioskScreen):
             yield Label("", id="busy")
 
     def on_mount(self) -> None:
+        self.kiosk.cancel_requested = False
         self.kiosk.pay(self, self.purchase, self.card)
 
     def reader_status(self, payment: Payment) -> None:

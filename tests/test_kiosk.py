@@ -488,3 +488,29 @@ def test_enter_pressed_twice_on_the_plate_screen_issues_one_ticket(
         assert len(calls) == 1
 
     run_kiosk(site, tmp_path, scenario)
+
+
+def test_cancel_pressed_before_the_reader_has_the_payment_still_cancels_it(
+    site: Site, clock: FixedClock, tmp_path: Path
+) -> None:
+    ticket = lk.enter(site, "small")
+    clock.advance(hours=2)
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        start_paying = app.pay
+
+        def driver_cancels_first(*args: Any) -> Any:
+            app.cancel_requested = True  # Cancel pressed while the payment starts
+            return start_paying(*args)
+
+        app.pay = driver_cancels_first  # type: ignore[method-assign]
+        purchase = screens.Purchase(ticket_code=ticket.code)
+        await app.push_screen(screens.ReaderScreen(purchase, card="tok_timeout"))
+        await settle(app, pilot)
+        assert isinstance(app.screen, screens.DeclinedScreen)
+        assert "Payment cancelled" in shown(app)
+
+    # Without the early cancel the reader would wait until its timeout.
+    run_kiosk(site, tmp_path, scenario, payment_sleep=lambda s: clock.advance(seconds=s))
+    status = lk.ticket_status(site, ticket.code)
+    assert status.due > 0 and status.paid_until is None  # nothing was taken
