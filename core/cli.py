@@ -238,14 +238,20 @@ def cmd_payments_reconcile(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_kiosk(args: argparse.Namespace, out: TextIO) -> int:
     try:
-        from kiosk.app import KioskApp
+        from kiosk.app import KioskApp, run_unattended
     except ImportError as exc:  # pragma: no cover - a broken install
         raise ConfigError(f"the kiosk app is not installed ({exc})") from None
 
-    site = _open(args)
-    app = KioskApp(site, kiosk_id=args.kiosk_id, role=args.role)
-    app.run()
-    return 0
+    settings = _settings(args)  # a bad config is one clear line, before any screen
+
+    def open_site() -> Any:
+        from core.site import open_site
+
+        return open_site(settings)
+
+    return run_unattended(
+        open_site, lambda site: KioskApp(site, kiosk_id=args.kiosk_id, role=args.role)
+    )
 
 
 def _ask_pin(prompt: str) -> str:

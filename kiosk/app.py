@@ -10,10 +10,12 @@ and returns to the start screen.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import os
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -87,6 +89,10 @@ class KioskApp(App[None]):
         self.last_resync = 0.0
         self.pending_payment: Payment | None = None
         self.cancel_requested = False
+        self.staff_exit = False
+        """Left through the staff PIN (anything else that ends the app is a
+        fault, and `run_unattended` starts it again)."""
+        self.reader_health: lk.Component | None = None
         self.account: Account | None = None
         """The driver signed in at this kiosk; signed out whenever the kiosk
         goes back to its start screen (done, or idle)."""
@@ -137,6 +143,7 @@ class KioskApp(App[None]):
     def action_staff_exit(self) -> None:
         def done(ok: bool | None) -> None:
             if ok:
+                self.staff_exit = True
                 self.exit()
 
         self.push_screen(screens.StaffPinScreen(), done)
@@ -154,6 +161,8 @@ class KioskApp(App[None]):
         """Back to a fresh start screen (language and counts up to date),
         signing out any driver."""
         self.account = None
+        # The next driver starts in the kiosk's own language.
+        use_language(self.site.settings.kiosk.language)
         while len(self.screen_stack) > 2:
             self.pop_screen()
         self.switch_screen(screens.StartScreen())
@@ -173,15 +182,22 @@ class KioskApp(App[None]):
         if isinstance(self.screen, screens.StartScreen):
             self.touched()
             return
-        if isinstance(self.screen, screens.ReaderScreen):
-            self.touched()  # the reader has its own timeout
+        from kiosk.account import HoldScreen
+
+        if isinstance(self.screen, screens.ReaderScreen | HoldScreen):
+            self.touched()  # the reader and the hold have their own timeouts
             return
         idle = self.idle_clock() - self.last_touch
         left = int(self.idle_timeout - idle)
-        for label in self.screen.query("#countdown").results(Label):
-            label.update(
-                _("Back to the start in {n} s").format(n=left) if left <= COUNTDOWN_SECONDS else ""
-            )
+        text = _("Back to the start in {n} s").format(n=left) if left <= COUNTDOWN_SECONDS else ""
+        countdown = self.screen.query("#countdown").results(Label)
+        labels = list(countdown)
+        if not labels and text:
+            # Every screen shows the countdown, whether or not it made room.
+            labels = [Label("", id="countdown")]
+            self.screen.mount(labels[0])
+        for label in labels:
+            label.update(text)
         if left <= 0:
             self.go_home()
 
@@ -236,8 +252,11 @@ class KioskApp(App[None]):
                 health.state, "fault"
             )
             printer = lk.Component(state, health.detail)  # type: ignore[arg-type]
-        reader_health = self.site.payments.reader_health()
-        reader = lk.Component("ok" if reader_health.ok else "fault", reader_health.detail)
+        if printer_trouble is None or self.reader_health is None:
+            # (A printer fault is reported at once: the gate waits for it,
+            # so the reader's last known state is used then.)
+            self.reader_health = lk.reader_health(self.site)
+        reader = self.reader_health
         try:
             lk.report_heartbeat(
                 self.site, self.kiosk_id, self.role, {"printer": printer, "reader": reader}
@@ -322,28 +341,40 @@ class KioskApp(App[None]):
     def look_up(self, screen: screens.ScanScreen, code: str) -> None:
         self._show_fee(screen, code)
 
-    def _show_fee(self, screen: screens.ScanScreen, code: str) -> None:
+    def _show_fee(self, screen: screens.ScanScreen, code: str, leaving: bool = False) -> None:
         """The fee screen for a ticket (from a worker)."""
         try:
             status = lk.ticket_status(self.site, code, kiosk=self.kiosk_id)
         except LotkeeperError as error:
             self._fail(screen, error)
             return
-        self._on(screen, self.switch_screen, screens.FeeScreen(code, status))
+        self._on(screen, self.switch_screen, screens.FeeScreen(code, status, leaving))
 
     @work(thread=True, exclusive=True, group="journey", exit_on_error=False)
     def leave(self, screen: screens.ScanScreen, code: str) -> None:
         try:
             result = lk.exit(self.site, code, kiosk=self.kiosk_id)
         except PaymentRequired:
-            # Not paid (or the exit grace is over): straight into paying.
-            self._show_fee(screen, code)
+            # Not paid (or the exit grace is over): straight into paying,
+            # and out through this gate once paid.
+            self._show_fee(screen, code, leaving=True)
             return
         except LotkeeperError as error:
             self._fail(screen, error)
             return
         self.gate.open(self.kiosk_id, f"exit, ticket {result.ticket_id}")
         self._on(screen, self.switch_screen, screens.GoodbyeScreen(result.spot_label))
+
+    @work(thread=True, group="leave", exit_on_error=False)
+    def leave_after_paying(self, screen: screens.ReceiptScreen, code: str) -> None:
+        """Paid at the exit lane: let the car out at once."""
+        try:
+            result = lk.exit(self.site, code, kiosk=self.kiosk_id)
+        except LotkeeperError as error:
+            self._fail(screen, error)
+            return
+        self.gate.open(self.kiosk_id, f"exit, ticket {result.ticket_id}")
+        self._on(screen, screen.gate_opened, result.spot_label)
 
     @work(thread=True, exclusive=True, group="journey", exit_on_error=False)
     def check_in(self, screen: screens.ScanScreen, code: str) -> None:
@@ -503,6 +534,41 @@ class KioskApp(App[None]):
             thread=True,
             exit_on_error=False,
         )
+
+
+def run_unattended(
+    open_site: Callable[[], Site],
+    make_app: Callable[[Site], KioskApp],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    report: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    attempts: int | None = None,
+) -> int:
+    """Run the kiosk until staff leave it with the PIN. A database that
+    cannot be reached at start is waited for; an app that ends on an
+    unexpected error is reported (to the attendant too) and started again,
+    so the lane never stays at a shell. `attempts` bounds the loop (tests)."""
+    tries = 0
+    while attempts is None or tries < attempts:
+        tries += 1
+        try:
+            site = open_site()
+        except LotkeeperError as error:
+            report(f"lotkeeper kiosk: waiting for the database: {error}")
+            sleep(5.0)
+            continue
+        try:
+            app = make_app(site)
+            app.run()
+            if app.staff_exit:
+                return 0
+            report("lotkeeper kiosk: the app stopped on an error; starting it again")
+            with contextlib.suppress(LotkeeperError):  # the database may be the error
+                lk.record_device_fault(site, app.kiosk_id, "kiosk", "restarted after an error")
+        finally:
+            site.close()
+        sleep(2.0)
+    return 1
 
 
 def _card_text(payment: Payment) -> str:

@@ -44,6 +44,8 @@ class Purchase:
 
     ticket_code: str | None = None
     reservation: Reservation | None = None
+    leave_after: bool = False
+    """Paying at the exit lane: once paid, the gate opens."""
 
 
 def card_screen(kiosk: KioskApp, purchase: Purchase) -> Screen[Any]:
@@ -168,6 +170,11 @@ class StartScreen(KioskScreen):
         event.input.value = ""
         if code:
             kind = "check_in" if code.upper().startswith(("LR1.", "R")) else "pay"
+            if kind == "check_in" and self.kiosk.role not in ("entry", "combined"):
+                self.app.push_screen(
+                    MessageScreen(_("This is a reservation code: please use it at the entry."))
+                )
+                return
             if kind == "pay" and self.kiosk.role == "exit":
                 kind = "exit"
             self.app.push_screen(ScanScreen(kind, code))
@@ -372,10 +379,11 @@ class ScanScreen(KioskScreen):
 class FeeScreen(KioskScreen):
     """What the ticket owes, with its breakdown; or its exit-by time."""
 
-    def __init__(self, code: str, status: StayStatus) -> None:
+    def __init__(self, code: str, status: StayStatus, leaving: bool = False) -> None:
         super().__init__()
         self.code = code
         self.status = status
+        self.leaving = leaving
 
     def compose(self) -> ComposeResult:
         status = self.status
@@ -408,7 +416,8 @@ class FeeScreen(KioskScreen):
 
     @on(Button.Pressed, "#card")
     def card(self) -> None:
-        self.app.switch_screen(card_screen(self.kiosk, Purchase(ticket_code=self.code)))
+        purchase = Purchase(ticket_code=self.code, leave_after=self.leaving)
+        self.app.switch_screen(card_screen(self.kiosk, purchase))
 
 
 class SimulatedCardScreen(KioskScreen):
@@ -477,7 +486,7 @@ class ReaderScreen(KioskScreen):
 
             self.app.switch_screen(ReservedScreen(self.purchase.reservation.id, payment))
         else:
-            self.app.switch_screen(ReceiptScreen(payment))
+            self.app.switch_screen(ReceiptScreen(payment, self.purchase))
 
     def failed(self, error: LotkeeperError) -> None:
         self.app.switch_screen(MessageScreen(str(error)))
@@ -502,9 +511,10 @@ class DeclinedScreen(KioskScreen):
 
 
 class ReceiptScreen(KioskScreen):
-    def __init__(self, payment: Payment) -> None:
+    def __init__(self, payment: Payment, purchase: Purchase | None = None) -> None:
         super().__init__()
         self.payment = payment
+        self.purchase = purchase or Purchase()
 
     def compose(self) -> ComposeResult:
         payment = self.payment
@@ -523,13 +533,19 @@ class ReceiptScreen(KioskScreen):
             if payment.simulated:
                 yield Label(_("SIMULATED PAYMENT - NO MONEY TAKEN"), id="demo")
             yield Label(_("Printing your receipt..."), id="receipt")
+            yield Label("", id="gate")
             yield BigButton(_("Done"), "enter", id="home")
 
     def on_mount(self) -> None:
         self.kiosk.print_receipt(self, self.payment)
+        if self.purchase.leave_after and self.purchase.ticket_code:
+            self.kiosk.leave_after_paying(self, self.purchase.ticket_code)
 
     def receipt_done(self, text: str) -> None:
         self.query_one("#receipt", Label).update(text)
+
+    def gate_opened(self, _spot: str) -> None:
+        self.query_one("#gate", Label).update(_("The gate is open. Drive safely."))
 
 
 class GoodbyeScreen(KioskScreen):

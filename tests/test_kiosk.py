@@ -190,8 +190,18 @@ def test_an_unpaid_ticket_at_the_exit_goes_straight_to_paying(
         assert "$3.00" in shown(app)
         await press(app, pilot, "escape")  # not now: back to the start
         assert isinstance(app.screen, screens.StartScreen)
+        await press(app, pilot, "f6")
+        await pilot.press(*ticket.short_code)
+        await press(app, pilot, "enter")
+        await press(app, pilot, "enter")  # pay by card
+        await press(app, pilot, "f1")  # approved
+        assert isinstance(app.screen, screens.ReceiptScreen)
+        assert "The gate is open" in shown(app)  # paid at the exit: out at once
 
-    run_kiosk(site, tmp_path, scenario)
+    gate = LoggedGate()
+    run_kiosk(site, tmp_path, scenario, gate=gate)
+    assert [why for _, why in gate.openings] == ["exit, ticket 1"]
+    assert site.db.read(lambda s: s.scalar(select(Stay.exited_at))) is not None
 
 
 def test_a_forged_code_is_refused_with_a_message(site: Site, tmp_path: Path) -> None:
@@ -514,3 +524,91 @@ def test_cancel_pressed_before_the_reader_has_the_payment_still_cancels_it(
     run_kiosk(site, tmp_path, scenario, payment_sleep=lambda s: clock.advance(seconds=s))
     status = lk.ticket_status(site, ticket.code)
     assert status.due > 0 and status.paid_until is None  # nothing was taken
+
+
+def test_every_screen_counts_down_and_the_next_driver_gets_the_kiosk_language(
+    site: Site, tmp_path: Path
+) -> None:
+    idle = IdleClock()
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await press(app, pilot, "f9")  # Español
+        await app.push_screen(screens.GoodbyeScreen("1S-01"))
+        await settle(app, pilot)
+        idle.now += app.idle_timeout - 10
+        app.idle_tick()
+        await settle(app, pilot)
+        assert "10 s" in shown(app)  # a screen with no countdown of its own
+        idle.now += 10
+        app.idle_tick()
+        await settle(app, pilot)
+        assert isinstance(app.screen, screens.StartScreen)
+        assert "Pay a ticket" in shown(app)  # English again
+
+    run_kiosk(site, tmp_path, scenario, idle_clock=idle)
+
+
+def test_a_reservation_code_scanned_at_a_pay_station_is_sent_to_the_entry(
+    site: Site, tmp_path: Path
+) -> None:
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        from textual.keys import _character_to_key
+
+        await pilot.press(*(_character_to_key(c) for c in "LR1.K1.7.1.ABC"), "enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, screens.MessageScreen)
+        assert "use it at the entry" in shown(app)
+
+    run_kiosk(site, tmp_path, scenario, role="pay")
+
+
+def test_an_unattended_kiosk_waits_for_the_database_and_restarts_after_an_error(
+    site: Site, tmp_path: Path
+) -> None:
+    """`lotkeeper kiosk` never leaves a lane at a shell: only the staff PIN
+    ends it."""
+    from core.errors import DatabaseUnavailable
+    from kiosk.app import run_unattended
+
+    opened: list[str] = []
+    said: list[str] = []
+
+    def open_site() -> Site:
+        if not opened:
+            opened.append("down")
+            raise DatabaseUnavailable("The database at db:3306 cannot be used right now")
+        opened.append("up")
+        return make_site_again()
+
+    def make_site_again() -> Site:
+        class Unclosable:  # the test's site stays open for the checks below
+            def __getattr__(self, name: str) -> Any:
+                return getattr(site, name)
+
+            def close(self) -> None:
+                pass
+
+        return Unclosable()  # type: ignore[return-value]
+
+    runs = iter([False, True])  # first run crashes, the second is left by staff
+
+    class FakeApp:
+        kiosk_id = "lane-9"
+
+        def __init__(self, _site: Site) -> None:
+            self.staff_exit = False
+
+        def run(self) -> None:
+            self.staff_exit = next(runs)
+
+    code = run_unattended(
+        open_site,
+        FakeApp,
+        sleep=lambda _: None,
+        report=said.append,
+        attempts=5,  # type: ignore[arg-type]
+    )
+    assert code == 0 and opened == ["down", "up", "up"]
+    assert "waiting for the database" in said[0] and "starting it again" in said[1]
+    (fault,) = [e for e in lk.recent_events(site).events if e.kind == "device_fault"]
+    assert "lane-9" in fault.message and "restarted" in fault.message

@@ -21,6 +21,7 @@ from core.services.devices import (
     Component,
     DeviceHealth,
     device_health,
+    reader_health,
     record_device_fault,
     report_heartbeat,
 )
@@ -112,6 +113,7 @@ __all__ = [
     "payment_history",
     "poll_payment",
     "quote_reservation",
+    "reader_health",
     "recent_events",
     "reconcile",
     "record_device_fault",

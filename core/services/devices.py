@@ -117,6 +117,12 @@ def _components(encoded: str) -> dict[str, Component]:
     }
 
 
+def reader_health(site: Site) -> Component:
+    """How this site's configured card reader is now (never raises)."""
+    health = site.payments.reader_health()
+    return Component("ok" if health.ok else "fault", health.detail)
+
+
 def device_health(site: Site) -> list[DeviceHealth]:
     """Every device that has reported, by id, with its latest heartbeat."""
     now = site.clock.now()
