@@ -376,6 +376,14 @@ def test_leaving_keys_and_random_keys_on_every_screen_keep_the_kiosk_running(
     paid = lk.wait_for_payment(
         site, lk.pay_ticket(site, ticket.code, card="tok_visa").id, sleep=lambda _: None
     )
+    from datetime import timedelta
+
+    from kiosk import account
+
+    ada = lk.create_account(site, "Ada", "ada@example.com", "correct horse")
+    start = clock.now() + timedelta(days=1)
+    held = lk.hold(site, ada.id, "small", start, start + timedelta(hours=1))
+    reserved = lk.wait_for_payment(site, lk.pay_reservation(site, held.id).id, sleep=lambda _: None)
     every_screen = [
         screens.StartScreen,
         lambda: screens.PlateScreen(Size.MEDIUM),
@@ -392,11 +400,22 @@ def test_leaving_keys_and_random_keys_on_every_screen_keep_the_kiosk_running(
         lambda: screens.GoodbyeScreen("1S-01"),
         lambda: screens.MessageScreen("A message"),
         screens.StaffPinScreen,
+        account.AccountStartScreen,
+        account.SignInScreen,
+        account.CreateAccountScreen,
+        account.AccountHomeScreen,
+        account.ReserveScreen,
+        account.ReservationsScreen,
+        account.PaymentsScreen,
+        account.VehiclesScreen,
+        lambda: account.HoldScreen(held),
+        lambda: account.ReservedScreen(held.id, reserved),
     ]
     rng = random.Random(20261122)
 
     async def scenario(app: KioskApp, pilot: Any) -> None:
         for make in every_screen:
+            app.account = ada  # (the account screens are for a signed-in driver)
             screen = make()
             await app.push_screen(screen)
             await settle(app, pilot)
