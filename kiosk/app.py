@@ -155,14 +155,15 @@ class KioskApp(App[None]):
         from kiosk.i18n import language
 
         use_language("es" if language() == "en" else "en")
-        self.go_home()
+        self.go_home(next_driver=False)
 
-    def go_home(self) -> None:
+    def go_home(self, next_driver: bool = True) -> None:
         """Back to a fresh start screen (language and counts up to date),
-        signing out any driver."""
+        signing out any driver; for the next driver, in the kiosk's own
+        language again."""
         self.account = None
-        # The next driver starts in the kiosk's own language.
-        use_language(self.site.settings.kiosk.language)
+        if next_driver:
+            use_language(self.site.settings.kiosk.language)
         while len(self.screen_stack) > 2:
             self.pop_screen()
         self.switch_screen(screens.StartScreen())
@@ -406,7 +407,7 @@ class KioskApp(App[None]):
                     self.site, purchase.ticket_code or "", card=card, kiosk=self.kiosk_id
                 )
         except NothingToPay as done:
-            self._on(screen, self.switch_screen, screens.MessageScreen(str(done)))
+            self._on(screen, self.switch_screen, screens.MessageScreen(_(str(done))))
             return
         except LotkeeperError as error:
             self._fail(screen, error)

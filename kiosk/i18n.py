@@ -70,6 +70,9 @@ def language() -> str:
 
 
 def _(message: str) -> str:
+    """The message in the kiosk's language. Messages from the engine (errors,
+    card reader states) are translated too when the catalog has them; one
+    with values in it that the catalog lacks stays in English."""
     return _current.gettext(message)
 
 

@@ -84,7 +84,7 @@ class KioskScreen(Screen[Any]):
     def failed(self, error: LotkeeperError) -> None:
         """A service call was refused: say why; the driver stays here."""
         self.busy(None)
-        self.app.push_screen(MessageScreen(str(error)))
+        self.app.push_screen(MessageScreen(_(str(error))))
 
     working = False
     """A service call started here is under way: a second press of the
@@ -232,7 +232,7 @@ class PlateScreen(KioskScreen):
         if isinstance(error, LotFull):
             self.app.switch_screen(LotFullScreen(self.car_size))
         else:
-            self.app.push_screen(MessageScreen(str(error)))
+            self.app.push_screen(MessageScreen(_(str(error))))
 
 
 class LotFullScreen(KioskScreen):
@@ -373,7 +373,7 @@ class ScanScreen(KioskScreen):
 
     def failed(self, error: LotkeeperError) -> None:
         self.busy(None)
-        self.app.push_screen(MessageScreen(str(error)))
+        self.app.push_screen(MessageScreen(_(str(error))))
 
 
 class FeeScreen(KioskScreen):
@@ -470,7 +470,7 @@ class ReaderScreen(KioskScreen):
         self.payment = payment
         label = self.query_one("#reader", Label)
         if payment.status is PaymentStatus.PENDING:
-            label.update(payment.reader_message or _("Waiting for the card reader..."))
+            label.update(_(payment.reader_message or "Waiting for the card reader..."))
 
     @on(Button.Pressed, "#cancel")
     def cancel(self) -> None:
@@ -489,7 +489,7 @@ class ReaderScreen(KioskScreen):
             self.app.switch_screen(ReceiptScreen(payment, self.purchase))
 
     def failed(self, error: LotkeeperError) -> None:
-        self.app.switch_screen(MessageScreen(str(error)))
+        self.app.switch_screen(MessageScreen(_(str(error))))
 
 
 class DeclinedScreen(KioskScreen):
@@ -500,7 +500,7 @@ class DeclinedScreen(KioskScreen):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.payment.message or _("The payment did not go through."), id="title")
+            yield Label(_(self.payment.message or "The payment did not go through."), id="title")
             with Horizontal(id="actions"):
                 yield BigButton(_("Try again"), "enter", id="retry", variant="success")
                 yield BigButton(_("Cancel"), "escape", id="home", variant="error")

@@ -631,3 +631,17 @@ def test_an_unattended_kiosk_waits_for_the_database_and_restarts_after_an_error(
     assert "waiting for the database" in said[0] and "starting it again" in said[1]
     (fault,) = [e for e in lk.recent_events(site).events if e.kind == "device_fault"]
     assert "lane-9" in fault.message and "restarted" in fault.message
+
+
+def test_an_engine_message_is_shown_in_the_drivers_language(site: Site, tmp_path: Path) -> None:
+    ticket = lk.enter(site, "small")
+    forged = ticket.short_code[:-1] + ("A" if ticket.short_code[-1] != "A" else "B")
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await press(app, pilot, "f9")  # Español
+        await press(app, pilot, "f5")
+        await pilot.press(*forged)
+        await press(app, pilot, "enter")
+        assert "Este ticket no es válido" in shown(app)
+
+    run_kiosk(site, tmp_path, scenario)
