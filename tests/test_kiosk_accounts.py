@@ -189,6 +189,9 @@ def test_check_in_at_the_kiosk_and_its_refusals(
         await press(app, pilot, "enter")
         return shown(app)
 
+    late_hold = lk.hold(site, ada.id, "medium", start, start + timedelta(hours=1))
+    lk.wait_for_payment(site, lk.pay_reservation(site, late_hold.id).id, sleep=lambda _: None)
+    late = lk.get_reservation(site, late_hold.id)
     other = lk.hold(site, ada.id, "small", start, start + timedelta(hours=1))
     lk.cancel_reservation(site, other.id, ada.id)
     cancelled = lk.get_reservation(site, other.id)
@@ -212,6 +215,9 @@ def test_check_in_at_the_kiosk_and_its_refusals(
         await check_in(app, pilot, reservation.short_code)
         assert isinstance(app.screen, screens.TicketScreen)
         assert app.screen.ticket.spot_label == reservation.spot_label
+        await press(app, pilot, "enter")
+        clock.advance(hours=2)  # the other driver's reservation ran out meanwhile
+        assert "could be used until" in await check_in(app, pilot, late.short_code)
 
     run_kiosk(site, tmp_path, scenario)
 
