@@ -81,6 +81,7 @@ class EventKind(enum.StrEnum):
     OVERSTAY = "overstay"
     DEVICE_FAULT = "device_fault"
     DEVICE_RECOVERED = "device_recovered"
+    OVERRIDE = "override"
 
 
 _PLATE_RE = re.compile(r"^[A-Z0-9][A-Z0-9 -]{0,14}$")

@@ -324,10 +324,9 @@ def _apply_charge(session: Session, site: Site, row: PaymentRow, now: datetime) 
     when the effect can no longer be delivered."""
     reason: str | None = None
     if row.purpose in (PaymentPurpose.STAY, PaymentPurpose.LOST_TICKET) and row.stay_id:
-        values: dict[str, object] = {
-            "paid_amount": stays_table.c.paid_amount + row.amount,
-            "paid_until": now + site.tariff.exit_grace,
-        }
+        values: dict[str, object] = {"paid_amount": stays_table.c.paid_amount + row.amount}
+        if row.method != "discount":  # a discount lowers the fee, it does not settle it
+            values["paid_until"] = now + site.tariff.exit_grace
         if row.purpose == PaymentPurpose.LOST_TICKET:
             values["lost_ticket"] = True
         session.execute(update(stays_table).where(stays_table.c.id == row.stay_id).values(**values))
@@ -581,9 +580,15 @@ def record_cash_payment(
     *,
     stay_id: int | None = None,
     source: str = "",
+    method: str = "cash",
 ) -> Payment:
-    """Cash taken by an attendant: written pending, then settled like a card
-    payment (same effect, same event), so the two paths cannot differ."""
+    """Cash taken by an attendant (or, with `method` "waiver" or "discount",
+    what a supervisor waived: all that was due, or part of it): written
+    pending, then settled like a card payment (same effect, same event), so
+    the paths cannot differ. Reports count waivers and discounts as paid
+    for the stay, never as revenue."""
+    if method not in ("cash", "waiver", "discount"):
+        raise InvalidInput("An attendant records cash, a waiver or a discount.")
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidInput("A payment needs a positive amount in minor units.")
 
@@ -591,14 +596,14 @@ def record_cash_payment(
         result = session.execute(
             insert(payments_table).values(
                 site_id=site.id,
-                idempotency_key=f"{site.id}:cash:{uuid.uuid4().hex}",
+                idempotency_key=f"{site.id}:{method}:{uuid.uuid4().hex}",
                 kind="charge",
                 purpose=purpose.value,
                 stay_id=stay_id,
                 amount=amount,
                 currency=site.tariff.currency,
-                method="cash",
-                provider="cash",
+                method=method,
+                provider=method,
                 simulated=False,
                 status=PaymentStatus.PENDING.value,
                 source=source[:64],

@@ -1,0 +1,228 @@
+"""Attendant overrides. Each needs a reason, is done by a signed-in staff
+member, and writes an audit row (hash-chained, `core.services.audit`) and an
+`override` event for the live feed in the same transaction as the change.
+Waiving or discounting a fee is for supervisors only.
+
+What is here: open the gate, manual exit (the fee paid, or waived by a
+supervisor), waive or discount a fee, mark a spot out of service or back in
+service. Moving a car, cancelling a reservation and refunds from the console
+are still to come (`docs/attendant.md`).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session
+
+from core.domain import EventKind, ExitResult, PaymentPurpose
+from core.errors import InvalidInput, NotFound, NothingToPay, PaymentRequired, TicketError
+from core.services.audit import record_audit
+from core.services.claims import is_live
+from core.services.entry import amount_due, end_stay
+from core.services.events import record_event
+from core.services.payments import record_cash_payment
+from core.services.staff import Staff
+from core.services.stays import _open_stay
+from core.site import Site
+from core.storage.database import rows_touched
+from core.storage.models import Claim, Spot, Stay
+from core.tariff import format_money
+
+
+class NotAllowed(InvalidInput):
+    """This staff member's role may not do that."""
+
+    code = "not_allowed"
+
+
+def _reason(reason: str) -> str:
+    cleaned = " ".join(reason.split())
+    if len(cleaned) < 3:
+        raise InvalidInput("Every override needs a reason (a few words).")
+    return cleaned[:255]
+
+
+def _supervisor(staff: Staff, what: str) -> None:
+    if not staff.supervisor:
+        raise NotAllowed(f"Only a supervisor may {what}; ask one to sign in.")
+
+
+def _override(
+    session: Session,
+    site: Site,
+    staff: Staff,
+    action: str,
+    message: str,
+    reason: str,
+    *,
+    target: str = "",
+    spot_id: int | None = None,
+    spot_label: str | None = None,
+    stay_id: int | None = None,
+    data: dict[str, object] | None = None,
+) -> None:
+    """The audit row and the feed's event, in the caller's transaction."""
+    now = site.clock.now()
+    seq = record_audit(
+        session, site, staff.actor, action, target=target, reason=reason, data=data, at=now
+    )
+    record_event(
+        session,
+        site.id,
+        now,
+        EventKind.OVERRIDE,
+        f"{message} by {staff.name}: {reason}",
+        source=f"staff:{staff.name}",
+        spot_id=spot_id,
+        spot_label=spot_label,
+        stay_id=stay_id,
+        data={"action": action, "staff": staff.name, "reason": reason, "audit_seq": seq}
+        | (data or {}),
+    )
+
+
+def open_gate(site: Site, staff: Staff, lane: str, reason: str) -> None:
+    """Record that the attendant opened `lane`'s gate by hand (the console
+    then drives the gate itself)."""
+    why = _reason(reason)
+    site.db.write(
+        lambda s: _override(s, site, staff, "gate_opened", f"Gate {lane} opened", why, target=lane)
+    )
+
+
+def waive_fee(
+    site: Site, staff: Staff, stay_id: int, reason: str, amount: int | None = None
+) -> int:
+    """A supervisor waives what a stay owes (or `amount` of it, a discount).
+    Recorded in the ledger as a waiver, never as revenue. Returns the amount
+    waived."""
+    _supervisor(staff, "waive or discount a fee")
+    why = _reason(reason)
+    stay = site.db.read(lambda s: _open_stay(s, site, stay_id))
+    due = amount_due(site, stay, site.clock.now())
+    if due == 0:
+        raise NothingToPay("Nothing is left to pay for this stay.")
+    waived = due if amount is None else amount
+    if isinstance(waived, bool) or not 0 < waived <= due:
+        raise InvalidInput(f"A discount is between 1 and {due} (what the stay owes), in cents.")
+    # The waiver is settled as a payment (its own transaction), then audited.
+    record_cash_payment(
+        site,
+        PaymentPurpose.STAY,
+        waived,
+        stay_id=stay_id,
+        source=f"staff:{staff.name}",
+        method="waiver" if waived == due else "discount",
+    )
+    money = format_money(waived, site.tariff.currency)
+    site.db.write(
+        lambda s: _override(
+            s,
+            site,
+            staff,
+            "fee_waived",
+            f"{money} waived on ticket {stay_id}",
+            why,
+            target=f"ticket {stay_id}",
+            stay_id=stay_id,
+            spot_id=stay.spot_id,
+            spot_label=stay.label,
+            data={"amount": waived, "of": due},
+        )
+    )
+    return waived
+
+
+def manual_exit(site: Site, staff: Staff, stay_id: int, reason: str) -> ExitResult:
+    """Let a car out from the booth (no ticket at hand, a broken reader...).
+    The stay must be paid, or its fee waived first (`waive_fee`, supervisor);
+    otherwise `PaymentRequired`."""
+    why = _reason(reason)
+
+    def work(session: Session) -> ExitResult | TicketError | PaymentRequired:
+        now = site.clock.now()
+        stay = _open_stay(session, site, stay_id)
+        due = amount_due(site, stay, now)
+        if due > 0:
+            return PaymentRequired(stay.id, format_money(due, site.tariff.currency))
+        result = end_stay(session, site, stay, now, f"staff:{staff.name}", how="Manual exit")
+        if isinstance(result, ExitResult):
+            _override(
+                session,
+                site,
+                staff,
+                "manual_exit",
+                f"Manual exit of ticket {stay_id}",
+                why,
+                target=f"ticket {stay_id}",
+                stay_id=stay_id,
+                spot_id=stay.spot_id,
+                spot_label=stay.label,
+            )
+        return result
+
+    result = site.db.write(work)
+    if isinstance(result, (PaymentRequired, TicketError)):
+        raise result
+    return result
+
+
+_LOCK_SPOT = update(Spot).values(version=Spot.version + 1)
+
+
+def set_out_of_service(site: Site, staff: Staff, spot_label: str, out: bool, reason: str) -> None:
+    """Close a spot (or open it again). Closing is refused while a car, a hold
+    or a reservation has it now or later: move the car or cancel the booking
+    first. Lock-then-verify, like every claim: the spot row is locked before
+    its claims are read, so no claim can slip in between."""
+    why = _reason(reason)
+
+    def work(session: Session) -> str | None:
+        now = site.clock.now()
+        spot = session.scalars(
+            select(Spot).where(Spot.site_id == site.id, Spot.label == spot_label.strip())
+        ).one_or_none()
+        if spot is None or spot.removed:
+            raise NotFound(f"There is no spot {spot_label} in this garage.")
+        locked = session.execute(_LOCK_SPOT.where(Spot.id == spot.id, Spot.site_id == site.id))
+        if rows_touched(locked) != 1:
+            raise NotFound(f"There is no spot {spot_label} in this garage.")
+        if out:
+            busy = session.scalar(
+                select(
+                    exists().where(
+                        Claim.site_id == site.id,
+                        Claim.spot_id == spot.id,
+                        Claim.ends_at > now,
+                        is_live(now),
+                    )
+                    | exists().where(
+                        Stay.site_id == site.id, Stay.spot_id == spot.id, Stay.exited_at.is_(None)
+                    )
+                )
+            )
+            if busy:
+                return (
+                    f"Spot {spot.label} has a car or a booking: move the car or cancel the "
+                    "booking first."
+                )
+        session.execute(update(Spot).where(Spot.id == spot.id).values(out_of_service=out))
+        action = "spot_closed" if out else "spot_reopened"
+        what = "out of service" if out else "back in service"
+        _override(
+            session,
+            site,
+            staff,
+            action,
+            f"Spot {spot.label} {what}",
+            why,
+            target=spot.label,
+            spot_id=spot.id,
+            spot_label=spot.label,
+        )
+        return None
+
+    refused = site.db.write(work)
+    if refused is not None:
+        raise InvalidInput(refused)
+    site.forget_spots()

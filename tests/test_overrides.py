@@ -1,0 +1,99 @@
+"""Attendant overrides: each needs a reason and a signed-in staff member,
+writes an audit row and an `override` event, and the supervisor-only ones
+refuse an attendant."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import SiteFactory, make_layout
+from sqlalchemy import select
+
+from core import services as lk
+from core.clock import FixedClock
+from core.errors import InvalidInput, NotFound, NothingToPay, PaymentRequired
+from core.services.audit import audit_entries, verify_audit
+from core.services.overrides import (
+    NotAllowed,
+    manual_exit,
+    open_gate,
+    set_out_of_service,
+    waive_fee,
+)
+from core.services.staff import Staff, add_staff
+from core.site import Site
+from core.storage.models import Payment
+
+
+@pytest.fixture
+def ana(site: Site) -> Staff:
+    return add_staff(site, "Ana", "attendant", "1357")
+
+
+@pytest.fixture
+def sam(site: Site) -> Staff:
+    return add_staff(site, "Sam", "supervisor", "2468")
+
+
+def overrides(site: Site) -> list[str]:
+    return [e.message for e in lk.recent_events(site).events if e.kind == "override"]
+
+
+def test_opening_the_gate_needs_a_reason_and_is_audited(site: Site, ana: Staff) -> None:
+    with pytest.raises(InvalidInput, match="reason"):
+        open_gate(site, ana, "exit-1", " ")
+    open_gate(site, ana, "exit-1", "barrier stuck on a van")
+    assert overrides(site) == ["Gate exit-1 opened by Ana: barrier stuck on a van"]
+    latest = audit_entries(site)[0]
+    assert (latest.staff_name, latest.action, latest.target) == ("Ana", "gate_opened", "exit-1")
+    assert verify_audit(site).ok
+
+
+def test_manual_exit_asks_for_the_fee_until_a_supervisor_waives_it(
+    site: Site, clock: FixedClock, ana: Staff, sam: Staff
+) -> None:
+    ticket = lk.enter(site, "small", plate="AB 123")
+    clock.advance(hours=3)
+    with pytest.raises(PaymentRequired):
+        manual_exit(site, ana, ticket.id, "driver's ticket is soaked")
+    with pytest.raises(NotAllowed, match="supervisor"):
+        waive_fee(site, ana, ticket.id, "regular customer")
+    due = lk.ticket_status(site, ticket.code).due
+    assert waive_fee(site, sam, ticket.id, "barrier hit the car", amount=300) == 300
+    assert lk.ticket_status(site, ticket.code).due == due - 300  # a discount
+    assert waive_fee(site, sam, ticket.id, "barrier hit the car") == due - 300
+    with pytest.raises(NothingToPay):
+        waive_fee(site, sam, ticket.id, "again")
+    result = manual_exit(site, ana, ticket.id, "driver's ticket is soaked")
+    assert result.ticket_id == ticket.id
+    assert lk.availability(site).for_size("small").occupied == 0
+    assert [e.action for e in audit_entries(site)][:3] == [
+        "manual_exit",
+        "fee_waived",
+        "fee_waived",
+    ]
+    # Waivers are in the ledger as such: the stay counts as paid, no revenue.
+    ledger = site.db.read(
+        lambda s: [(p.method, p.amount) for p in s.scalars(select(Payment).order_by(Payment.id))]
+    )
+    assert ledger == [("discount", 300), ("waiver", due - 300)]
+    assert verify_audit(site).ok
+
+
+def test_a_spot_in_use_cannot_be_closed_and_a_closed_spot_is_never_given_out(
+    make_site: SiteFactory,
+) -> None:
+    site = make_site(make_layout(small=2))
+    staff = add_staff(site, "Ana", "attendant", "1357")
+    ticket = lk.enter(site, "small")
+    with pytest.raises(InvalidInput, match="has a car or a booking"):
+        set_out_of_service(site, staff, ticket.spot_label, True, "oil leak")
+    free = next(s.label for s in lk.snapshot(site).spots if s.label != ticket.spot_label)
+    set_out_of_service(site, staff, free, True, "oil leak")
+    assert lk.availability(site).for_size("small").out_of_service == 1
+    with pytest.raises(lk.LotFull):
+        lk.enter(site, "small")  # the other spot is taken, this one closed
+    set_out_of_service(site, staff, free, False, "cleaned up")
+    assert lk.enter(site, "small").spot_label == free
+    assert [a.action for a in audit_entries(site)][:2] == ["spot_reopened", "spot_closed"]
+    with pytest.raises(NotFound):
+        set_out_of_service(site, staff, "ZZ-99", True, "no such spot")
