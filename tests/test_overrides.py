@@ -4,6 +4,7 @@ refuse an attendant."""
 
 from __future__ import annotations
 
+import helpers
 import pytest
 from conftest import SiteFactory, make_layout
 from sqlalchemy import select
@@ -97,3 +98,26 @@ def test_a_spot_in_use_cannot_be_closed_and_a_closed_spot_is_never_given_out(
     assert [a.action for a in audit_entries(site)][:2] == ["spot_reopened", "spot_closed"]
     with pytest.raises(NotFound):
         set_out_of_service(site, staff, "ZZ-99", True, "no such spot")
+
+
+def test_a_car_moves_only_to_a_free_fitting_spot_and_frees_its_old_one(
+    make_site: SiteFactory, clock: FixedClock
+) -> None:
+    from core.services.overrides import move_car
+
+    site = make_site(make_layout(small=2, large=1))
+    staff = add_staff(site, "Ana", "attendant", "1357")
+    first = lk.enter(site, "small")
+    second = lk.enter(site, "small")
+    with pytest.raises(InvalidInput, match="not free"):
+        move_car(site, staff, first.id, second.spot_label, "make room")
+    large = next(s.label for s in lk.snapshot(site).spots if s.size.label == "large")
+    clock.advance(minutes=10)
+    assert move_car(site, staff, first.id, large, "blocking the ramp") == large
+    states = {s.label: s.status.value for s in lk.snapshot(site).spots}
+    assert states[first.spot_label] == "free" and states[large] == "occupied"
+    assert overrides(site)[-1].startswith(f"Ticket {first.id} moved from {first.spot_label}")
+    # The old spot can be closed now; the car still leaves with its ticket.
+    set_out_of_service(site, staff, first.spot_label, True, "repaint lines")
+    assert lk.exit(site, first.code).spot_label == large
+    assert not helpers.overlapping_claims(site) and verify_audit(site).ok

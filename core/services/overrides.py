@@ -4,27 +4,29 @@ member, and writes an audit row (hash-chained, `core.services.audit`) and an
 Waiving or discounting a fee is for supervisors only.
 
 What is here: open the gate, manual exit (the fee paid, or waived by a
-supervisor), waive or discount a fee, mark a spot out of service or back in
-service. Moving a car, cancelling a reservation and refunds from the console
-are still to come (`docs/attendant.md`).
+supervisor), waive or discount a fee, move a car to another spot, mark a
+spot out of service or back in service. Cancelling a reservation and
+refunds from the console are still to come (`docs/attendant.md`).
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from core.domain import EventKind, ExitResult, PaymentPurpose
+from core.domain import ClaimKind, EventKind, ExitResult, PaymentPurpose
 from core.errors import InvalidInput, NotFound, NothingToPay, PaymentRequired, TicketError
 from core.services.audit import record_audit
-from core.services.claims import is_live
+from core.services.claims import is_live, take_spot
 from core.services.entry import amount_due, end_stay
 from core.services.events import record_event
 from core.services.payments import record_cash_payment
 from core.services.staff import Staff
 from core.services.stays import _open_stay
 from core.site import Site
-from core.storage.database import rows_touched
+from core.storage.database import Conflict, rows_touched
 from core.storage.models import Claim, Spot, Stay
 from core.tariff import format_money
 
@@ -165,6 +167,64 @@ def manual_exit(site: Site, staff: Staff, stay_id: int, reason: str) -> ExitResu
     if isinstance(result, (PaymentRequired, TicketError)):
         raise result
     return result
+
+
+def move_car(site: Site, staff: Staff, stay_id: int, to_spot: str, reason: str) -> str:
+    """Record that a car was moved to `to_spot`: the stay takes a claim on it
+    (through `take_spot`, like every claim: refused if it is not free for the
+    rest of the stay or too small) and its old claim ends now. Returns the new
+    spot's label."""
+    why = _reason(reason)
+
+    def work(session: Session) -> str:
+        now = site.clock.now()
+        stay = _open_stay(session, site, stay_id)
+        target = session.scalars(
+            select(Spot).where(
+                Spot.site_id == site.id, Spot.label == to_spot.strip(), Spot.removed.is_(False)
+            )
+        ).one_or_none()
+        if target is None:
+            raise NotFound(f"There is no spot {to_spot} in this garage.")
+        if target.id == stay.spot_id:
+            raise InvalidInput(f"The car is already in {target.label}.")
+        old = session.get_one(Claim, stay.claim_id)
+        # The rest of the stay's window (an overstayer's has run out: 15 min).
+        end = old.ends_at if old.ends_at > now else now + timedelta(minutes=15)
+        claimed = take_spot(
+            session, site.id, target.id, stay.car_size, ClaimKind.STAY, now, end, now
+        )
+        if claimed is None:
+            raise InvalidInput(
+                f"Spot {target.label} is not free for this car (taken, booked, closed or "
+                "too small)."
+            )
+        session.execute(
+            update(Claim).where(Claim.id == old.id, Claim.ends_at > now).values(ends_at=now)
+        )
+        moved = session.execute(
+            update(Stay)
+            .where(Stay.id == stay.id, Stay.exited_at.is_(None))
+            .values(spot_id=target.id, claim_id=claimed.claim_id)
+        )
+        if rows_touched(moved) != 1:
+            raise Conflict("the car left meanwhile")
+        _override(
+            session,
+            site,
+            staff,
+            "car_moved",
+            f"Ticket {stay.id} moved from {stay.label} to {target.label}",
+            why,
+            target=f"ticket {stay.id}",
+            stay_id=stay.id,
+            spot_id=target.id,
+            spot_label=target.label,
+            data={"from": stay.label, "to": target.label},
+        )
+        return target.label
+
+    return site.db.write(work)
 
 
 _LOCK_SPOT = update(Spot).values(version=Spot.version + 1)

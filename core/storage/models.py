@@ -278,7 +278,7 @@ class Payment(Base):
     account_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     amount: Mapped[int] = mapped_column(Integer)
     currency: Mapped[str] = mapped_column(String(3))
-    method: Mapped[str] = mapped_column(String(8))  # card | cash
+    method: Mapped[str] = mapped_column(String(8))  # card | cash | waiver | discount
     provider: Mapped[str] = mapped_column(String(24))
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(12))
