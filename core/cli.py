@@ -294,6 +294,25 @@ def cmd_staff_disable(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
+    from datetime import date
+
+    from core.services.shifts import day_report
+
+    try:
+        day = date.fromisoformat(args.day)
+    except ValueError:
+        raise ConfigError(f"--day takes a date as YYYY-MM-DD, not {args.day!r}") from None
+    report = day_report(_open(args), day)
+    if args.csv:
+        out.write(report.csv())
+    else:
+        width = max(len(label) for label, _ in report.lines())
+        for label, value in report.lines():
+            out.write(f"{label:<{width}}  {value}\n")
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace, out: TextIO) -> int:
     from core.services.audit import verify_audit
 
@@ -368,6 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     staff_disable = add("disable", cmd_staff_disable, "stop a staff member signing in", staff)
     staff_disable.add_argument("name")
     staff_disable.add_argument("--reason")
+
+    report = add("report", cmd_report, "a day's figures: entries, exits, revenue, overrides")
+    report.add_argument("--day", required=True, help="site-local date, YYYY-MM-DD")
+    report.add_argument("--csv", action="store_true", help="as CSV")
 
     audit = commands.add_parser("audit", help="the audit trail").add_subparsers(
         dest="audit", required=True

@@ -382,3 +382,20 @@ class AuditHead(Base):
     site_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class Shift(Base):
+    """An attendant's shift at the booth: the cash float it opened with and
+    the cash counted at its close."""
+
+    __tablename__ = "shifts"
+    __table_args__ = (Index(None, "site_id", "closed_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(String(32))
+    staff_id: Mapped[int] = mapped_column(BigInteger)
+    staff_name: Mapped[str] = mapped_column(String(64))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    float_amount: Mapped[int] = mapped_column(Integer)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    counted_amount: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -1,0 +1,265 @@
+"""Shifts and reports: a booth shift opens with a cash float and closes with
+the counted cash; its report, like a day's (`lotkeeper report --day`), gives
+entries, exits, revenue by method, refunds, waivers, overrides by staff and,
+for a shift, cash over or short. Opening and closing are audited."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.domain import EventKind
+from core.errors import InvalidInput, NotFound
+from core.services.audit import record_audit
+from core.services.staff import Staff
+from core.site import Site
+from core.storage.models import EventRow, Payment, Shift
+from core.tariff import format_money
+
+REVENUE_METHODS = ("card", "cash")
+
+
+@dataclass(frozen=True)
+class Report:
+    """What happened between `start` and `end` (amounts in minor units)."""
+
+    title: str
+    start: datetime
+    end: datetime
+    currency: str
+    entries: int
+    exits: int
+    revenue: dict[str, int]
+    """By method (card, cash): succeeded charges."""
+    refunds: dict[str, int]
+    waived: int
+    """Waivers and discounts: paid for the stays, not revenue."""
+    overrides: dict[str, int]
+    """Overrides (audited actions) by staff member."""
+    float_amount: int | None = None
+    counted_cash: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def net_revenue(self) -> int:
+        return sum(self.revenue.values()) - sum(self.refunds.values())
+
+    @property
+    def expected_cash(self) -> int | None:
+        if self.float_amount is None:
+            return None
+        return self.float_amount + self.revenue.get("cash", 0) - self.refunds.get("cash", 0)
+
+    @property
+    def cash_over_short(self) -> int | None:
+        """Counted minus expected: positive over, negative short."""
+        expected = self.expected_cash
+        if expected is None or self.counted_cash is None:
+            return None
+        return self.counted_cash - expected
+
+    def lines(self) -> list[tuple[str, str]]:
+        """(label, value) rows, as shown on screen, printed and exported."""
+
+        def money(amount: int) -> str:
+            return format_money(amount, self.currency)
+
+        rows = [
+            ("Report", self.title),
+            ("From", self.start.isoformat()),
+            ("To", self.end.isoformat()),
+            ("Entries", str(self.entries)),
+            ("Exits", str(self.exits)),
+        ]
+        rows += [(f"Revenue ({m})", money(self.revenue.get(m, 0))) for m in REVENUE_METHODS]
+        rows += [(f"Refunds ({m})", money(self.refunds.get(m, 0))) for m in REVENUE_METHODS]
+        rows += [("Net revenue", money(self.net_revenue)), ("Waived", money(self.waived))]
+        rows += [(f"Overrides by {name}", str(n)) for name, n in sorted(self.overrides.items())]
+        if self.float_amount is not None:
+            rows.append(("Cash float", money(self.float_amount)))
+            rows.append(("Cash expected", money(self.expected_cash or 0)))
+        if self.counted_cash is not None and self.cash_over_short is not None:
+            rows.append(("Cash counted", money(self.counted_cash)))
+            over = self.cash_over_short
+            rows.append(("Cash over/short", ("+" if over > 0 else "") + money(over)))
+        return rows
+
+    def csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["item", "value"])
+        writer.writerows(self.lines())
+        return out.getvalue()
+
+
+def _amounts(
+    session: Session, site: Site, kind: str, start: datetime, end: datetime
+) -> Counter[str]:
+    rows = session.execute(
+        select(Payment.method, func.sum(Payment.amount))
+        .where(
+            Payment.site_id == site.id,
+            Payment.status == "succeeded",
+            Payment.kind == kind,
+            Payment.created_at >= start,
+            Payment.created_at < end,
+        )
+        .group_by(Payment.method)
+    )
+    return Counter({method: int(total or 0) for method, total in rows})
+
+
+def build_report(site: Site, title: str, start: datetime, end: datetime) -> Report:
+    """The figures for [start, end)."""
+
+    def work(session: Session) -> Report:
+        kinds = Counter(
+            dict(
+                session.execute(
+                    select(EventRow.kind, func.count())
+                    .where(
+                        EventRow.site_id == site.id,
+                        EventRow.at >= start,
+                        EventRow.at < end,
+                        EventRow.kind.in_([EventKind.ENTRY, EventKind.EXIT]),
+                    )
+                    .group_by(EventRow.kind)
+                ).all()
+            )
+        )
+        charges = _amounts(session, site, "charge", start, end)
+        refunds = _amounts(session, site, "refund", start, end)
+        overrides = {
+            str(source).removeprefix("staff:"): int(count)
+            for source, count in session.execute(
+                select(EventRow.source, func.count())
+                .where(
+                    EventRow.site_id == site.id,
+                    EventRow.at >= start,
+                    EventRow.at < end,
+                    EventRow.kind == EventKind.OVERRIDE,
+                )
+                .group_by(EventRow.source)
+            )
+        }
+        return Report(
+            title=title,
+            start=start,
+            end=end,
+            currency=site.tariff.currency,
+            entries=int(kinds.get(EventKind.ENTRY, 0)),
+            exits=int(kinds.get(EventKind.EXIT, 0)),
+            revenue={m: charges.get(m, 0) for m in REVENUE_METHODS},
+            refunds={m: refunds.get(m, 0) for m in REVENUE_METHODS},
+            waived=charges.get("waiver", 0) + charges.get("discount", 0),
+            overrides=overrides,
+        )
+
+    return site.db.read(work)
+
+
+def day_report(site: Site, day: date) -> Report:
+    """A site-local calendar day (a DST day has 23 or 25 hours)."""
+    start = datetime.combine(day, time(), tzinfo=site.zone)
+    end = datetime.combine(day + timedelta(days=1), time(), tzinfo=site.zone)
+    return build_report(site, f"Day {day.isoformat()}", start, end)
+
+
+@dataclass(frozen=True)
+class ShiftInfo:
+    id: int
+    staff_name: str
+    opened_at: datetime
+    float_amount: int
+    closed_at: datetime | None = None
+    counted_amount: int | None = None
+
+
+def _money(amount: int, what: str) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+        raise InvalidInput(f"The {what} is a whole number of cents, 0 or more.")
+    return amount
+
+
+def open_shift(site: Site, staff: Staff, float_amount: int) -> ShiftInfo:
+    """Start `staff`'s shift with a cash float. One open shift per person."""
+    _money(float_amount, "cash float")
+
+    def work(session: Session) -> ShiftInfo:
+        open_one = session.scalar(
+            select(Shift.id).where(
+                Shift.site_id == site.id, Shift.staff_id == staff.id, Shift.closed_at.is_(None)
+            )
+        )
+        if open_one is not None:
+            raise InvalidInput(f"{staff.name} already has a shift open; close it first.")
+        now = site.clock.now()
+        row = Shift(
+            site_id=site.id,
+            staff_id=staff.id,
+            staff_name=staff.name,
+            opened_at=now,
+            float_amount=float_amount,
+        )
+        session.add(row)
+        session.flush()
+        record_audit(
+            session,
+            site,
+            staff.actor,
+            "shift_opened",
+            target=f"shift {row.id}",
+            data={"float": float_amount},
+            at=now,
+        )
+        return ShiftInfo(row.id, row.staff_name, now, float_amount)
+
+    return site.db.write(work)
+
+
+def close_shift(site: Site, staff: Staff, counted_amount: int) -> Report:
+    """Close `staff`'s open shift with the cash counted in the drawer; its
+    report, with cash over or short."""
+    _money(counted_amount, "counted cash")
+
+    def work(session: Session) -> ShiftInfo:
+        row = session.scalars(
+            select(Shift)
+            .where(Shift.site_id == site.id, Shift.staff_id == staff.id, Shift.closed_at.is_(None))
+            .with_for_update()
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"{staff.name} has no shift open.")
+        now = site.clock.now()
+        row.closed_at, row.counted_amount = now, counted_amount
+        record_audit(
+            session,
+            site,
+            staff.actor,
+            "shift_closed",
+            target=f"shift {row.id}",
+            data={"counted": counted_amount},
+            at=now,
+        )
+        return ShiftInfo(
+            row.id, row.staff_name, row.opened_at, row.float_amount, now, counted_amount
+        )
+
+    shift = site.db.write(work)
+    assert shift.closed_at is not None
+    report = build_report(
+        site, f"Shift {shift.id} ({shift.staff_name})", shift.opened_at, shift.closed_at
+    )
+    return Report(
+        **{
+            **report.__dict__,
+            "float_amount": shift.float_amount,
+            "counted_cash": shift.counted_amount,
+        }
+    )
