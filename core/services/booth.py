@@ -1,0 +1,102 @@
+"""The attendant's booth: lost tickets (find the car, charge the lost-ticket
+fee by card or cash, hand out an exit pass) and search by plate, ticket
+code, reservation code or account email."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.domain import PaymentPurpose
+from core.errors import InvalidInput, LotkeeperError, NotFound, NothingToPay
+from core.services.accounts import normalize_email
+from core.services.audit import record_audit
+from core.services.entry import amount_due, parse_ticket_code
+from core.services.payments import record_cash_payment
+from core.services.reservations import Reservation, get_reservation
+from core.services.staff import Staff
+from core.services.stays import StayStatus, _open_stay, find_stays, lost_ticket_quote, stay_status
+from core.site import Site
+from core.storage.models import Account as AccountRow
+from core.ticket_codes import RESERVATION, parse_code
+
+
+def lost_ticket_cash(site: Site, staff: Staff, stay_id: int) -> int:
+    """Take the lost-ticket charge in cash at the booth (counted against the
+    shift). Returns the amount taken."""
+    due = lost_ticket_quote(site, stay_id).due
+    if due == 0:
+        raise NothingToPay("Nothing is left to pay for this stay.")
+    record_cash_payment(
+        site, PaymentPurpose.LOST_TICKET, due, stay_id=stay_id, source=f"staff:{staff.name}"
+    )
+    return due
+
+
+def exit_pass(site: Site, staff: Staff, stay_id: int) -> str:
+    """The code that lets a paid stay out at an exit kiosk (printed at the
+    booth or shown as a QR): the stay's own signed ticket code, which still
+    exits once only. Refused while the stay owes something."""
+
+    def work(session: Session) -> str:
+        now = site.clock.now()
+        stay = _open_stay(session, site, stay_id)
+        if amount_due(site, stay, now) > 0:
+            raise InvalidInput("This stay is not paid yet: take the lost-ticket charge first.")
+        keyring = site.keyring()
+        if stay.key_id not in keyring.keys:
+            keyring = site.keyring(refresh=True)
+        code = keyring.code_for(stay.key_id, stay.id, int(stay.entered_at.timestamp())).text
+        record_audit(session, site, staff.actor, "exit_pass", target=f"ticket {stay.id}", at=now)
+        return code
+
+    return site.db.write(work)
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a search found: cars inside, reservations, accounts."""
+
+    stays: tuple[StayStatus, ...] = ()
+    reservations: tuple[Reservation, ...] = ()
+    accounts: tuple[tuple[int, str, str], ...] = ()  # (id, name, email)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.stays or self.reservations or self.accounts)
+
+
+def search(site: Site, text: str) -> Found:
+    """By ticket code (full or short), reservation code, account email or
+    plate, in that order of recognition."""
+    text = text.strip()
+    if not text:
+        raise InvalidInput("Type a plate, a ticket or reservation code, or an email.")
+    if "@" in text:
+        email = normalize_email(text)
+        rows = site.db.read(
+            lambda s: s.execute(
+                select(AccountRow.id, AccountRow.name, AccountRow.email).where(
+                    AccountRow.site_id == site.id, AccountRow.email == email
+                )
+            ).all()
+        )
+        return Found(accounts=tuple((r.id, r.name, r.email) for r in rows))
+    try:
+        parsed = parse_code(text)
+    except LotkeeperError:
+        parsed = None
+    if parsed is not None:
+        if parsed.version == RESERVATION:
+            try:
+                return Found(reservations=(get_reservation(site, parsed.ticket_id),))
+            except NotFound:
+                return Found()
+        try:
+            ticket = parse_ticket_code(site, text, "booth search")
+            return Found(stays=(stay_status(site, ticket.ticket_id),))
+        except (NotFound, LotkeeperError):
+            return Found()
+    return Found(stays=tuple(find_stays(site, plate=text)))

@@ -1,0 +1,53 @@
+"""The booth: a lost ticket found by plate, paid in cash, let out with an
+exit pass that works once; search by plate, code, reservation and email."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from core import services as lk
+from core.clock import FixedClock
+from core.errors import InvalidInput, TicketAlreadyUsed
+from core.services.booth import exit_pass, lost_ticket_cash, search
+from core.services.staff import add_staff
+from core.site import Site
+
+
+def test_a_lost_ticket_is_paid_in_cash_and_the_pass_opens_the_exit_once(
+    site: Site, clock: FixedClock
+) -> None:
+    ana = add_staff(site, "Ana", "attendant", "1357")
+    ticket = lk.enter(site, "small", plate="KLX 481")
+    clock.advance(hours=2)
+    (found,) = lk.find_stays(site, plate="klx 481")
+    assert found.ticket_id == ticket.id
+    with pytest.raises(InvalidInput, match="not paid"):
+        exit_pass(site, ana, ticket.id)
+    charge = lk.lost_ticket_quote(site, ticket.id).due
+    assert lost_ticket_cash(site, ana, ticket.id) == charge > 0
+    code = exit_pass(site, ana, ticket.id)
+    assert lk.exit(site, code, kiosk="exit-1").ticket_id == ticket.id
+    with pytest.raises(TicketAlreadyUsed):
+        lk.exit(site, ticket.code)  # the lost ticket, found again: no second exit
+    from core.services.audit import audit_entries, verify_audit
+
+    assert audit_entries(site)[0].action == "exit_pass" and verify_audit(site).ok
+
+
+def test_search_by_plate_ticket_code_reservation_code_and_email(
+    site: Site, clock: FixedClock
+) -> None:
+    ticket = lk.enter(site, "small", plate="AB 123")
+    ada = lk.create_account(site, "Ada", "ada@example.com", "correct horse")
+    start = clock.now() + timedelta(hours=5)
+    held = lk.hold(site, ada.id, "small", start, start + timedelta(hours=1))
+    assert [s.ticket_id for s in search(site, "ab 123").stays] == [ticket.id]
+    assert [s.ticket_id for s in search(site, ticket.short_code).stays] == [ticket.id]
+    assert [s.ticket_id for s in search(site, ticket.code).stays] == [ticket.id]
+    assert [r.id for r in search(site, held.short_code).reservations] == [held.id]
+    assert search(site, "ADA@example.com").accounts == ((ada.id, "Ada", "ada@example.com"),)
+    assert search(site, "ZZ 999").empty
+    with pytest.raises(InvalidInput):
+        search(site, "  ")
