@@ -254,6 +254,16 @@ def cmd_kiosk(args: argparse.Namespace, out: TextIO) -> int:
     )
 
 
+def cmd_attendant(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        from attendant.app import AttendantApp
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise ConfigError(f"the attendant console is not installed ({exc})") from None
+
+    AttendantApp(_open(args)).run()
+    return 0
+
+
 def _ask_pin(prompt: str) -> str:
     """A PIN from the terminal without echo, or a line of standard input
     when it is not a terminal (scripts)."""
@@ -396,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="audit", required=True
     )
     add("verify", cmd_audit_verify, "check the audit trail's hash chain", audit)
+
+    add("attendant", cmd_attendant, "run the attendant console (lot grid, feed, overrides)")
 
     kiosk = add("kiosk", cmd_kiosk, "run the touchscreen kiosk (entry, pay, exit)")
     kiosk.add_argument("--role", choices=["entry", "pay", "exit", "combined"])

@@ -145,3 +145,20 @@ def pay_then_die(
         events.put(("settled", payment.id))  # must never happen
     except Exception:
         events.put(("error", traceback.format_exc()))
+
+
+def enter_and_exit(
+    url: str, data_dir: str, secret: str, now_iso: str, plate: str, barrier: Any, results: Any
+) -> None:
+    """A kiosk in another process: one car in (with `plate`), one car in and out."""
+    errors: list[str] = []
+    try:
+        site = open_worker_site(url, data_dir, secret, now_iso)
+        barrier.wait()
+        lk.enter(site, "small", plate=plate, kiosk="lane-7")
+        other = lk.enter(site, "small", kiosk="lane-7")
+        lk.exit(site, other.code, kiosk="lane-7")
+        site.close()
+    except Exception:
+        errors.append(traceback.format_exc())
+    results.put(errors)

@@ -227,6 +227,21 @@ def move_car(site: Site, staff: Staff, stay_id: int, to_spot: str, reason: str) 
     return site.db.write(work)
 
 
+def acknowledge_alerts(site: Site, staff: Staff, up_to_event: int) -> None:
+    """Record that `staff` has seen the alerts up to event `up_to_event`."""
+    site.db.write(
+        lambda s: _override(
+            s,
+            site,
+            staff,
+            "alerts_acknowledged",
+            f"Alerts up to #{up_to_event} acknowledged",
+            "seen at the booth",
+            target=f"event {up_to_event}",
+        )
+    )
+
+
 _LOCK_SPOT = update(Spot).values(version=Spot.version + 1)
 
 

@@ -1,0 +1,1 @@
+"""The attendant console (Textual): `lotkeeper attendant`."""

@@ -1,0 +1,688 @@
+"""The attendant console: a PIN login, the live lot grid by level, the
+event feed, alerts, the selected spot's detail, overrides with a reason
+(supervisor-only ones ask a supervisor's PIN), and the shift.
+
+Keyboard first (the footer lists the keys), the mouse works too. Every
+engine call runs in a thread worker and reports back with
+`call_from_thread`; a refusal becomes a message. The console tails the
+event log every 0.5 s and re-reads the lot when anything changed, and from
+scratch every 30 s, so it never drifts. It locks after `IDLE_LOCK_SECONDS`
+without a key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import (
+    Button,
+    Footer,
+    Input,
+    Label,
+    Select,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+
+from attendant.widgets import FEED_FILTERS, LEGEND, LotGrid, feed_line, is_alert
+from core import services as lk
+from core.devices.gate import Gate, LoggedGate
+from core.domain import Event, SpotState, SpotStatus
+from core.errors import InvalidInput, LotkeeperError
+from core.services import booth, overrides, shifts, staff
+from core.services.availability import summarize
+from core.services.events import EventCursor
+from core.site import Site
+from core.tariff import format_money
+
+T = TypeVar("T")
+TAIL_SECONDS = 0.5
+RESYNC_SECONDS = 30.0
+IDLE_LOCK_SECONDS = 300
+FEED_LINES = 200
+
+
+def to_cents(text: str) -> int:
+    """Money as typed at the booth ("12", "12.5", "12.50") in minor units;
+    never through a float."""
+    try:
+        amount = Decimal(text.strip().lstrip("$"))
+    except InvalidOperation:
+        raise InvalidInput(f"{text!r} is not an amount of money.") from None
+    if amount < 0 or amount != amount.quantize(Decimal("0.01")):
+        raise InvalidInput(f"{text!r} is not an amount of money.")
+    return int(amount * 100)
+
+
+class MessageScreen(ModalScreen[None]):
+    BINDINGS = [Binding("enter,escape", "dismiss", "OK")]
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(self.text, id="message")
+            yield Button("OK", id="ok", variant="primary")
+
+    @on(Button.Pressed, "#ok")
+    def ok(self) -> None:
+        self.dismiss(None)
+
+
+class FormScreen(ModalScreen[dict[str, str] | None]):
+    """A few fields (always a reason for an override); Enter in the last one
+    or OK returns them, Esc cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, fields: list[tuple[str, str, bool]]) -> None:
+        super().__init__()
+        self.title_text = title
+        self.fields = fields  # (key, placeholder, secret)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.title_text, id="dialog-title")
+            for key, placeholder, secret in self.fields:
+                yield Input(id=f"field-{key}", placeholder=placeholder, password=secret)
+            with Horizontal():
+                yield Button("OK", id="ok", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query(Input).first().focus()
+
+    @on(Input.Submitted)
+    def submitted(self, event: Input.Submitted) -> None:
+        inputs = list(self.query(Input))
+        if event.input is inputs[-1]:
+            self.ok()
+        else:
+            inputs[inputs.index(event.input) + 1].focus()
+
+    @on(Button.Pressed, "#ok")
+    def ok(self) -> None:
+        self.dismiss(
+            {key: self.query_one(f"#field-{key}", Input).value for key, _, _ in self.fields}
+        )
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class LoginScreen(Screen[None]):
+    def compose(self) -> ComposeResult:
+        with Vertical(id="login"):
+            yield Label("Lotkeeper attendant console", id="login-title")
+            yield Input(id="name", placeholder="Name")
+            yield Input(id="pin", placeholder="PIN", password=True)
+            yield Label("", id="login-error")
+
+    def on_mount(self) -> None:
+        self.query_one("#name", Input).focus()
+
+    @on(Input.Submitted, "#name")
+    def to_pin(self) -> None:
+        self.query_one("#pin", Input).focus()
+
+    @on(Input.Submitted, "#pin")
+    def sign_in(self) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+        name, pin = self.query_one("#name", Input).value, self.query_one("#pin", Input).value
+        self.query_one("#pin", Input).value = ""
+        console.call_core(
+            lambda: staff.staff_sign_in(console.site, name, pin),
+            console.signed_in,
+            on_error=lambda error: self.query_one("#login-error", Label).update(str(error)),
+        )
+
+
+class ConsoleScreen(Screen[None]):
+    BINDINGS = [
+        Binding("g", "gate", "Open gate"),
+        Binding("x", "manual_exit", "Manual exit"),
+        Binding("w", "waive", "Waive/discount"),
+        Binding("m", "move", "Move car"),
+        Binding("o", "service", "Out of service"),
+        Binding("l", "lost", "Lost ticket"),
+        Binding("slash", "search", "Search"),
+        Binding("a", "acknowledge", "Ack alerts"),
+        Binding("s", "shift", "Shift"),
+        Binding("ctrl+l", "lock", "Lock"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+        yield Label("", id="who")
+        yield Static("", id="counters")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                with TabbedContent(id="levels"):
+                    for index, level in enumerate(console.levels):
+                        with TabPane(level, id=f"level-{index}"):
+                            yield LotGrid(level, id=f"grid-{index}")
+                yield Static(LEGEND, id="legend")
+            with Vertical(id="right"):
+                yield Static("Select a spot (arrows, Enter) for its details.", id="detail")
+                yield Label("Alerts", classes="heading")
+                yield Static("", id="alerts")
+                with Horizontal(id="feed-bar"):
+                    yield Select(
+                        [(name, name) for name in FEED_FILTERS],
+                        value="all",
+                        allow_blank=False,
+                        id="filter",
+                    )
+                    yield Input(placeholder="find in feed", id="find")
+                yield Static("", id="feed")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+        console.redraw()
+        self.query_one("#grid-0", LotGrid).focus()
+
+    @on(LotGrid.Selected)
+    def selected(self, event: LotGrid.Selected) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+        console.show_detail(event.spot)
+
+    @on(Select.Changed, "#filter")
+    @on(Input.Changed, "#find")
+    def refilter(self) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+        console.refill_feed()
+
+    def selected_spot(self) -> SpotState | None:
+        active = self.query_one(TabbedContent).active
+        index = active.removeprefix("level-") if active else "0"
+        return self.query_one(f"#grid-{index}", LotGrid).selected()
+
+    # Overrides: each asks its details and a reason, then runs in a worker.
+    def _ask(
+        self, title: str, fields: list[tuple[str, str, bool]], then: Callable[..., Any]
+    ) -> None:
+        self.app.push_screen(FormScreen(title, [*fields, ("reason", "Reason", False)]), then)
+
+    def action_gate(self) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+
+        def done(answer: dict[str, str] | None) -> None:
+            if answer:
+                console.override(
+                    lambda who: overrides.open_gate(
+                        console.site, who, answer["lane"] or "exit", answer["reason"]
+                    ),
+                    f"Gate {answer['lane'] or 'exit'} opened.",
+                    after=lambda: console.gate.open(answer["lane"] or "exit", "attendant"),
+                )
+
+        self._ask("Open a gate", [("lane", "Lane (e.g. exit-1)", False)], done)
+
+    def _stay_of_selected(self) -> SpotState | None:
+        spot = self.selected_spot()
+        if spot is None or spot.ticket_id is None:
+            self.app.push_screen(MessageScreen("Select a spot with a car in it first."))
+            return None
+        return spot
+
+    def action_manual_exit(self) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+        spot = self._stay_of_selected()
+        if spot is None or spot.ticket_id is None:
+            return
+        ticket = spot.ticket_id
+
+        def done(answer: dict[str, str] | None) -> None:
+            if answer:
+                console.override(
+                    lambda who: overrides.manual_exit(console.site, who, ticket, answer["reason"]),
+                    f"Ticket {ticket} let out from {spot.label}.",
+                )
+
+        self._ask(f"Manual exit of ticket {ticket} ({spot.label})", [], done)
+
+    def action_waive(self) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+        spot = self._stay_of_selected()
+        if spot is None or spot.ticket_id is None:
+            return
+        ticket = spot.ticket_id
+
+        def done(answer: dict[str, str] | None) -> None:
+            if not answer:
+                return
+            amount = answer["amount"].strip()
+            console.override(
+                lambda who: overrides.waive_fee(
+                    console.site,
+                    who,
+                    ticket,
+                    answer["reason"],
+                    amount=to_cents(amount) if amount else None,
+                ),
+                f"Fee of ticket {ticket} waived.",
+                supervisor=True,
+            )
+
+        self._ask(
+            f"Waive or discount ticket {ticket}",
+            [("amount", "Amount to waive (empty: all that is due)", False)],
+            done,
+        )
+
+    def action_move(self) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+        spot = self._stay_of_selected()
+        if spot is None or spot.ticket_id is None:
+            return
+        ticket = spot.ticket_id
+
+        def done(answer: dict[str, str] | None) -> None:
+            if answer:
+                console.override(
+                    lambda who: overrides.move_car(
+                        console.site, who, ticket, answer["to"], answer["reason"]
+                    ),
+                    f"Ticket {ticket} moved to {answer['to']}.",
+                )
+
+        self._ask(
+            f"Move the car on ticket {ticket} from {spot.label}", [("to", "To spot", False)], done
+        )
+
+    def action_service(self) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+        spot = self.selected_spot()
+        if spot is None:
+            return
+        closing = spot.status is not SpotStatus.OUT_OF_SERVICE
+
+        def done(answer: dict[str, str] | None) -> None:
+            if answer:
+                console.override(
+                    lambda who: overrides.set_out_of_service(
+                        console.site, who, spot.label, closing, answer["reason"]
+                    ),
+                    f"Spot {spot.label} {'closed' if closing else 'back in service'}.",
+                )
+
+        what = "out of service" if closing else "back in service"
+        self._ask(f"Spot {spot.label} {what}", [], done)
+
+    def action_lost(self) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+
+        def done(answer: dict[str, str] | None) -> None:
+            if answer:
+                console.lost_ticket(answer["plate"], answer["spot"])
+
+        self.app.push_screen(
+            FormScreen(
+                "Lost ticket: find the car", [("plate", "Plate", False), ("spot", "or spot", False)]
+            ),
+            done,
+        )
+
+    def action_search(self) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+
+        def done(answer: dict[str, str] | None) -> None:
+            if answer:
+                console.search(answer["text"])
+
+        self.app.push_screen(
+            FormScreen("Search", [("text", "Plate, ticket or reservation code, email", False)]),
+            done,
+        )
+
+    def action_acknowledge(self) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+        console.acknowledge_alerts()
+
+    def action_shift(self) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+        console.shift_action()
+
+    def action_lock(self) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+        console.lock()
+
+
+class AttendantApp(App[None]):
+    CSS_PATH = Path(__file__).parent / "attendant.tcss"
+    TITLE = "Lotkeeper attendant"
+    ENABLE_COMMAND_PALETTE = False
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        gate: Gate | None = None,
+        idle_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.site = site
+        self.gate = gate or LoggedGate()
+        self.idle_clock = idle_clock
+        self.last_key = idle_clock()
+        self.staff: staff.Staff | None = None
+        self.shift_open = False
+        self.spots: tuple[SpotState, ...] = ()
+        self.levels: list[str] = []
+        self.cursor: EventCursor | None = None
+        self.last_resync = 0.0
+        self.events: list[Event] = []
+        self.acknowledged = 0
+
+    # -- start, lock -----------------------------------------------------------
+
+    def on_mount(self) -> None:
+        snapshot = lk.snapshot(self.site)  # the levels must be known to lay out the grid
+        self.spots, self.cursor = snapshot.spots, snapshot.cursor
+        self.levels = list(dict.fromkeys(s.level for s in self.spots)) or ["Lot"]
+        self.events = list(lk.recent_events(self.site, limit=200).events)
+        self.push_screen(LoginScreen())
+        self.set_interval(TAIL_SECONDS, self.follow)
+        self.set_interval(1.0, self.idle_tick)
+
+    def on_key(self) -> None:
+        self.last_key = self.idle_clock()
+
+    def idle_tick(self) -> None:
+        if self.staff is not None and self.idle_clock() - self.last_key >= IDLE_LOCK_SECONDS:
+            self.lock()
+
+    def lock(self) -> None:
+        self.staff = None
+        self.push_screen(LoginScreen())
+
+    def signed_in(self, who: staff.Staff) -> None:
+        self.staff = who
+        self.last_key = self.idle_clock()
+        if isinstance(self.screen, LoginScreen):
+            self.pop_screen()
+        if not any(isinstance(s, ConsoleScreen) for s in self.screen_stack):
+            self.push_screen(ConsoleScreen())
+        self.redraw()
+
+    # -- workers ----------------------------------------------------------------
+
+    @work(thread=True, group="core", exit_on_error=False)
+    def call_core(
+        self,
+        do: Callable[[], T],
+        then: Callable[[T], None],
+        on_error: Callable[[LotkeeperError], None] | None = None,
+    ) -> None:
+        """Run an engine call off the UI loop; its result or refusal back on it."""
+        try:
+            result = do()
+        except LotkeeperError as error:
+            self.call_from_thread(on_error or self.say, error)
+            return
+        self.call_from_thread(then, result)
+
+    def say(self, what: object) -> None:
+        self.push_screen(MessageScreen(str(what)))
+
+    def override(
+        self,
+        do: Callable[[staff.Staff], object],
+        done: str,
+        *,
+        supervisor: bool = False,
+        after: Callable[[], None] | None = None,
+    ) -> None:
+        """Run an override as the signed-in staff member, or (when it needs a
+        supervisor and they are not one) as a supervisor who types their PIN."""
+        who = self.staff
+        if who is None:
+            return
+
+        def run(actor: staff.Staff) -> None:
+            def call() -> str:
+                do(actor)
+                if after is not None:
+                    after()
+                return done
+
+            self.call_core(call, self.say)
+            self.follow()
+
+        if supervisor and not who.supervisor:
+
+            def with_pin(answer: dict[str, str] | None) -> None:
+                if answer:
+                    self.call_core(
+                        lambda: staff.staff_sign_in(self.site, answer["name"], answer["pin"]),
+                        lambda boss: (
+                            run(boss)
+                            if boss.supervisor
+                            else self.say(f"{boss.name} is not a supervisor.")
+                        ),
+                    )
+
+            self.push_screen(
+                FormScreen(
+                    "A supervisor must approve this",
+                    [("name", "Supervisor name", False), ("pin", "Supervisor PIN", True)],
+                ),
+                with_pin,
+            )
+            return
+        run(who)
+
+    # -- live view -------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="follow", exit_on_error=False)
+    def follow(self) -> None:
+        """New events into the feed and alerts; the lot re-read when anything
+        changed, and every `RESYNC_SECONDS` regardless."""
+        now = time.monotonic()
+        try:
+            batch = lk.events_since(self.site, self.cursor or 0)
+            resync = bool(batch.events) or now - self.last_resync > RESYNC_SECONDS
+            snapshot = lk.snapshot(self.site) if resync else None
+        except LotkeeperError as error:
+            self.call_from_thread(self.notify, f"Database: {error}", severity="error")
+            return
+        self.call_from_thread(self._apply, batch.events, batch.cursor, snapshot, now)
+
+    def _apply(self, events: Any, cursor: EventCursor, snapshot: Any, now: float) -> None:
+        self.cursor = cursor
+        if events:
+            self.events.extend(events)
+            self.events = self.events[-2000:]
+        if snapshot is not None:
+            self.spots = snapshot.spots
+            self.last_resync = now
+        self.redraw()
+
+    def console_screen(self) -> ConsoleScreen | None:
+        screens = [s for s in self.screen_stack if isinstance(s, ConsoleScreen)]
+        return screens[0] if screens else None
+
+    def redraw(self) -> None:
+        screen = self.console_screen()
+        if screen is None:
+            return
+        who = self.staff
+        screen.query_one("#who", Label).update(
+            f"{self.site.name} | {who.name} ({who.role})" if who else self.site.name
+        )
+        by_level: dict[str, list[SpotState]] = {level: [] for level in self.levels}
+        for spot in self.spots:
+            by_level.setdefault(spot.level, []).append(spot)
+        for index, level in enumerate(self.levels):
+            screen.query_one(f"#grid-{index}", LotGrid).show(by_level.get(level, []))
+        availability = summarize(self.spots, self.site.clock.now())
+        screen.query_one("#counters", Static).update(
+            "   ".join(
+                f"{s.size.label}: {s.free} free, {s.occupied} in, {s.held + s.reserved} booked"
+                for s in availability.sizes
+            )
+        )
+        self.refill_feed()
+
+    def refill_feed(self) -> None:
+        """The feed (filtered, searched) and the alerts not yet acknowledged,
+        newest first."""
+        screen = self.console_screen()
+        if screen is None:
+            return
+        wanted = FEED_FILTERS.get(str(screen.query_one("#filter", Select).value))
+        needle = screen.query_one("#find", Input).value.strip().lower()
+        feed, alerts = Text(), Text()
+        shown_feed = shown_alerts = 0
+        for event in reversed(self.events):
+            when = self.site.describe_time(event.at)
+            wanted_here = wanted is None or event.kind in wanted
+            if shown_feed < FEED_LINES and wanted_here and needle in event.message.lower():
+                feed.append_text(feed_line(event, when))
+                feed.append("\n")
+                shown_feed += 1
+            if shown_alerts < FEED_LINES and is_alert(event) and event.id > self.acknowledged:
+                alerts.append_text(feed_line(event, when))
+                alerts.append("\n")
+                shown_alerts += 1
+        screen.query_one("#feed", Static).update(feed)
+        screen.query_one("#alerts", Static).update(alerts or Text("No alerts.", style="dim"))
+
+    def show_detail(self, spot: SpotState) -> None:
+        lines = [f"{spot.label} ({spot.level}), {spot.size.label}: {spot.status.value}"]
+        if spot.ticket_id is None:
+            self.query_one("#detail", Static).update("\n".join(lines))
+            return
+
+        def details() -> str:
+            status = lk.stay_status(self.site, spot.ticket_id or 0)
+            parked = self.site.clock.now() - status.entered_at
+            hours, minutes = divmod(int(parked.total_seconds() // 60), 60)
+            return "\n".join(
+                [
+                    *lines,
+                    f"Ticket {status.ticket_id}, plate {status.plate or '-'}",
+                    f"In since {self.site.describe_time(status.entered_at)}"
+                    f" ({hours} h {minutes} min)",
+                    f"Fee so far {format_money(status.quote.total, status.quote.currency)},"
+                    f" due now {format_money(status.due, status.quote.currency)}",
+                ]
+            )
+
+        def show(text: str) -> None:
+            screen = self.console_screen()
+            if screen is not None:
+                screen.query_one("#detail", Static).update(text)
+
+        self.call_core(details, show)
+
+    def acknowledge_alerts(self) -> None:
+        who = self.staff
+        if who is None or not self.events:
+            return
+        upto = self.events[-1].id
+        self.call_core(
+            lambda: overrides.acknowledge_alerts(self.site, who, upto), lambda _: self._acked(upto)
+        )
+
+    def _acked(self, upto: int) -> None:
+        self.acknowledged = upto
+        self.refill_feed()
+
+    # -- lost ticket, search, shift -----------------------------------------------
+
+    def lost_ticket(self, plate: str, spot: str) -> None:
+        who = self.staff
+        if who is None:
+            return
+
+        def find() -> str:
+            found = lk.find_stays(self.site, plate=plate or None, spot_label=spot or None)
+            if not found:
+                return "No car found: check the plate or the spot."
+            stay = found[0]
+            charge = lk.lost_ticket_quote(self.site, stay.ticket_id)
+            taken = booth.lost_ticket_cash(self.site, who, stay.ticket_id) if charge.due else 0
+            code = booth.exit_pass(self.site, who, stay.ticket_id)
+            money = format_money(taken, charge.currency)
+            return (
+                f"Ticket {stay.ticket_id} ({stay.plate or 'no plate'}, {stay.spot_label}): "
+                f"{money} taken in cash. Exit pass: {code}"
+            )
+
+        self.call_core(find, self.say)
+
+    def search(self, text: str) -> None:
+        def look() -> str:
+            found = booth.search(self.site, text)
+            if found.empty:
+                return f"Nothing found for {text!r}."
+            lines = [
+                f"Ticket {s.ticket_id}: {s.plate or '-'} in {s.spot_label}, due "
+                f"{format_money(s.due, s.quote.currency)}"
+                for s in found.stays
+            ]
+            lines += [
+                f"Reservation {r.short_code}: {r.spot_label}, {r.state.value}"
+                for r in found.reservations
+            ]
+            lines += [f"Account {a[0]}: {a[1]} <{a[2]}>" for a in found.accounts]
+            return "\n".join(lines)
+
+        self.call_core(look, self.say)
+
+    def shift_action(self) -> None:
+        who = self.staff
+        if who is None:
+            return
+        if not self.shift_open:
+
+            def opened(answer: dict[str, str] | None) -> None:
+                if answer:
+                    typed = answer["float"] or "0"
+                    self.call_core(
+                        lambda: shifts.open_shift(self.site, who, to_cents(typed)),
+                        self._shift_opened,
+                    )
+
+            self.push_screen(FormScreen("Open a shift", [("float", "Cash float", False)]), opened)
+            return
+
+        def closed(answer: dict[str, str] | None) -> None:
+            if answer:
+                typed = answer["counted"] or "0"
+                self.call_core(
+                    lambda: shifts.close_shift(self.site, who, to_cents(typed)), self._report
+                )
+
+        self.push_screen(
+            FormScreen("Close the shift", [("counted", "Cash counted", False)]), closed
+        )
+
+    def _shift_opened(self, info: shifts.ShiftInfo) -> None:
+        self.shift_open = True
+        money = format_money(info.float_amount, self.site.tariff.currency)
+        self.say(f"Shift {info.id} open with a float of {money}.")
+
+    def _report(self, report: shifts.Report) -> None:
+        self.shift_open = False
+        path = self.site.settings.paths.data_dir / "reports" / f"{report.title.split()[1]}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(report.csv())
+        text = "\n".join(f"{label:<22} {value}" for label, value in report.lines())
+        self.say(f"{text}\n\nSaved as {path}")

@@ -1,0 +1,130 @@
+"""The console's widgets: the lot grid (one widget per level, drawn as text
+so a 5,000-spot lot stays cheap to redraw), the event feed and the alerts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from core.domain import Event, SpotState, SpotStatus
+
+# Colour *and* glyph, so the grid reads without colour too.
+LOOK: dict[SpotStatus, tuple[str, str]] = {
+    SpotStatus.FREE: ("·", "green"),
+    SpotStatus.HELD: ("h", "yellow"),
+    SpotStatus.RESERVED: ("r", "cyan"),
+    SpotStatus.OCCUPIED: ("■", "bold white on blue"),
+    SpotStatus.OVERSTAY: ("!", "bold white on red"),
+    SpotStatus.OUT_OF_SERVICE: ("x", "grey50"),
+}
+LEGEND = "  ".join(
+    f"{glyph} {status.value.replace('_', ' ')}" for status, (glyph, _) in LOOK.items()
+)
+CELL = 9  # "1A-05 ■ " plus a space
+
+
+class LotGrid(Widget, can_focus=True):
+    """Every spot of one level as a cell: label and state. Arrow keys move
+    the selection; Enter selects (posts `Selected`)."""
+
+    BINDINGS = [
+        Binding("left", "move(-1)", show=False),
+        Binding("right", "move(1)", show=False),
+        Binding("up", "move_row(-1)", show=False),
+        Binding("down", "move_row(1)", show=False),
+        Binding("enter", "select", "Details"),
+    ]
+
+    class Selected(Message):
+        def __init__(self, spot: SpotState) -> None:
+            super().__init__()
+            self.spot = spot
+
+    cursor: reactive[int] = reactive(0)
+    """Index of the selected spot on this level."""
+
+    def __init__(self, level: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.level = level
+        self.spots: list[SpotState] = []
+
+    def show(self, spots: Sequence[SpotState]) -> None:
+        """Replace this level's spots (in layout order) and redraw once."""
+        self.spots = list(spots)
+        self.cursor = min(self.cursor, max(0, len(self.spots) - 1))
+        self.refresh(layout=True)
+
+    @property
+    def per_row(self) -> int:
+        return max(1, (self.size.width or 80) // CELL)
+
+    def get_content_height(self, container: object, viewport: object, width: int) -> int:
+        per_row = max(1, width // CELL)
+        return max(1, -(-len(self.spots) // per_row))
+
+    def render(self) -> Text:
+        text = Text(no_wrap=True, overflow="crop")
+        per_row = self.per_row
+        for index, spot in enumerate(self.spots):
+            glyph, style = LOOK[spot.status]
+            cell = f"{spot.label[:6]:<6} {glyph}"
+            if index == self.cursor and self.has_focus:
+                style = "reverse " + style
+            text.append(cell, style=style)
+            text.append("\n" if (index + 1) % per_row == 0 else " ")
+        return text
+
+    def selected(self) -> SpotState | None:
+        return self.spots[self.cursor] if self.spots else None
+
+    def action_move(self, step: int) -> None:
+        if self.spots:
+            self.cursor = (self.cursor + step) % len(self.spots)
+
+    def action_move_row(self, step: int) -> None:
+        if self.spots:
+            self.cursor = min(len(self.spots) - 1, max(0, self.cursor + step * self.per_row))
+
+    def action_select(self) -> None:
+        spot = self.selected()
+        if spot is not None:
+            self.post_message(self.Selected(spot))
+
+    def watch_cursor(self) -> None:
+        self.refresh()
+
+
+ALERT_KINDS = {
+    "device_fault",
+    "invalid_ticket",
+    "overstay",
+    "check_in_refused",
+    "refused_full",
+}
+FEED_FILTERS = {
+    "all": None,
+    "entries": {"entry"},
+    "exits": {"exit"},
+    "payments": {"payment", "refund"},
+    "overrides": {"override"},
+    "alerts": ALERT_KINDS,
+}
+
+
+def is_alert(event: Event) -> bool:
+    return (event.kind in ALERT_KINDS and event.kind != "refused_full") or bool(
+        event.data.get("alert")
+    )
+
+
+def feed_line(event: Event, when: str) -> Text:
+    style = "bold red" if is_alert(event) else ("magenta" if event.kind == "override" else "")
+    line = Text(f"{when}  ", style="dim")
+    line.append(f"{event.kind:<16}", style=style or "bold")
+    line.append(event.message)
+    return line
