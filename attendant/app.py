@@ -388,6 +388,9 @@ class AttendantApp(App[None]):
         self.last_resync = 0.0
         self.events: list[Event] = []
         self.acknowledged = 0
+        self.standing: list[str] = []
+        """Alerts that are states (quiet kiosks, faulty parts, holds about
+        to expire), read with the lot."""
 
     # -- start, lock -----------------------------------------------------------
 
@@ -498,13 +501,17 @@ class AttendantApp(App[None]):
             batch = lk.events_since(self.site, self.cursor or 0)
             resync = bool(batch.events) or now - self.last_resync > RESYNC_SECONDS
             snapshot = lk.snapshot(self.site) if resync else None
+            standing = lk.standing_alerts(self.site) if resync else self.standing
         except LotkeeperError as error:
             self.call_from_thread(self.notify, f"Database: {error}", severity="error")
             return
-        self.call_from_thread(self._apply, batch.events, batch.cursor, snapshot, now)
+        self.call_from_thread(self._apply, batch.events, batch.cursor, snapshot, standing, now)
 
-    def _apply(self, events: Any, cursor: EventCursor, snapshot: Any, now: float) -> None:
+    def _apply(
+        self, events: Any, cursor: EventCursor, snapshot: Any, standing: list[str], now: float
+    ) -> None:
         self.cursor = cursor
+        self.standing = standing
         if events:
             self.events.extend(events)
             self.events = self.events[-2000:]
@@ -548,6 +555,8 @@ class AttendantApp(App[None]):
         wanted = FEED_FILTERS.get(str(screen.query_one("#filter", Select).value))
         needle = screen.query_one("#find", Input).value.strip().lower()
         feed, alerts = Text(), Text()
+        for line in self.standing:
+            alerts.append(line + "\n", style="bold red")
         shown_feed = shown_alerts = 0
         for event in reversed(self.events):
             when = self.site.describe_time(event.at)

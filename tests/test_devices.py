@@ -61,3 +61,23 @@ def test_a_kiosk_that_stops_beating_is_shown_silent(site: Site, clock: FixedCloc
     silent = {d.device_id: d.silent for d in lk.device_health(site)}
     assert silent == {"lane-1": True, "lane-2": False}
     assert not lk.device_health(site)[0].ok
+
+
+def test_standing_alerts_name_quiet_kiosks_faulty_parts_and_expiring_holds(
+    site: Site, clock: FixedClock
+) -> None:
+    from datetime import timedelta
+
+    lk.report_heartbeat(site, "lane-1", "entry", OK)
+    lk.report_heartbeat(site, "lane-2", "pay", OK | {"reader": Component("fault", "offline")})
+    ada = lk.create_account(site, "Ada", "ada@example.com", "correct horse")
+    start = clock.now() + timedelta(hours=2)
+    held = lk.hold(site, ada.id, "small", start, start + timedelta(hours=1))
+    assert lk.standing_alerts(site) == ["lane-2: reader: offline"]
+    clock.advance(minutes=4, seconds=30)
+    lk.report_heartbeat(site, "lane-1", "entry", OK)
+    lk.report_heartbeat(site, "lane-2", "pay", OK)
+    assert lk.standing_alerts(site) == [f"Hold on reservation {held.id} expires in 30 s, unpaid"]
+    clock.advance(SILENT_AFTER + timedelta(seconds=1))
+    lk.report_heartbeat(site, "lane-2", "pay", OK)
+    assert lk.standing_alerts(site) == ["lane-1: no heartbeat since 09:04 on 22 Nov"]

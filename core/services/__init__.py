@@ -24,6 +24,7 @@ from core.services.devices import (
     reader_health,
     record_device_fault,
     report_heartbeat,
+    standing_alerts,
 )
 from core.services.entry import enter, exit
 from core.services.events import EventBatch, EventCursor, events_since, recent_events
@@ -125,6 +126,7 @@ __all__ = [
     "rotate_key",
     "sign_in",
     "snapshot",
+    "standing_alerts",
     "start_payment",
     "stay_status",
     "ticket_status",

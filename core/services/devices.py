@@ -141,3 +141,38 @@ def device_health(site: Site) -> list[DeviceHealth]:
         )
         for row in rows
     ]
+
+
+def standing_alerts(site: Site, hold_warning: timedelta = timedelta(minutes=1)) -> list[str]:
+    """Alerts that are states, not events: kiosks that went quiet (no
+    heartbeat for `SILENT_AFTER`), parts still faulty, and holds about to
+    expire unpaid. For the attendant's alert panel, read with the lot."""
+    from core.storage.models import Reservation
+
+    now = site.clock.now()
+    lines = []
+    for device in device_health(site):
+        if device.silent:
+            lines.append(
+                f"{device.device_id}: no heartbeat since {site.describe_time(device.last_seen_at)}"
+            )
+            continue
+        for name, part in device.components.items():
+            if part.state == "fault":
+                lines.append(f"{device.device_id}: {name}: {part.detail}")
+    expiring = site.db.read(
+        lambda s: list(
+            s.execute(
+                select(Reservation.id, Reservation.hold_expires_at).where(
+                    Reservation.site_id == site.id,
+                    Reservation.state == "held",
+                    Reservation.hold_expires_at > now,
+                    Reservation.hold_expires_at <= now + hold_warning,
+                )
+            )
+        )
+    )
+    for reservation_id, expires in expiring:
+        seconds = int((expires - now).total_seconds())
+        lines.append(f"Hold on reservation {reservation_id} expires in {seconds} s, unpaid")
+    return lines
