@@ -526,8 +526,8 @@ class AttendantApp(App[None]):
 
     def redraw(self) -> None:
         screen = self.console_screen()
-        if screen is None:
-            return
+        if screen is None or not screen.query(LotGrid):
+            return  # not composed yet: its on_mount draws it
         who = self.staff
         screen.query_one("#who", Label).update(
             f"{self.site.name} | {who.name} ({who.role})" if who else self.site.name
