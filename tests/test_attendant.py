@@ -49,8 +49,14 @@ def run_console(site: Site, scenario: Scenario, **options: Any) -> AttendantApp:
 
 
 async def settle(app: AttendantApp, pilot: Any) -> None:
+    import contextlib
+
+    from textual.worker import WorkerCancelled
+
     for _ in range(3):
-        await app.workers.wait_for_complete()
+        # An exclusive worker (the live tail) may be replaced by a newer one.
+        with contextlib.suppress(WorkerCancelled):
+            await app.workers.wait_for_complete()
         await pilot.pause()
 
 

@@ -55,8 +55,14 @@ def run_kiosk(site: Site, tmp_path: Path, scenario: Scenario, **options: Any) ->
 
 async def settle(app: KioskApp, pilot: Any) -> None:
     """Let workers finish and the screen catch up."""
+    import contextlib
+
+    from textual.worker import WorkerCancelled
+
     for _ in range(3):
-        await app.workers.wait_for_complete()
+        # An exclusive worker (the live tail) may be replaced by a newer one.
+        with contextlib.suppress(WorkerCancelled):
+            await app.workers.wait_for_complete()
         await pilot.pause()
 
 
