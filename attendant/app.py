@@ -240,69 +240,66 @@ class ConsoleScreen(Screen[None]):
             return None
         return spot
 
-    def action_manual_exit(self) -> None:
+    def _car_override(
+        self,
+        title: str,
+        fields: list[tuple[str, str, bool]],
+        run: Callable[[staff.Staff, int, dict[str, str]], object],
+        done: str,
+        *,
+        supervisor: bool = False,
+    ) -> None:
+        """An override on the selected spot's car: ask the fields and a
+        reason, then run it. `title` and `done` may use {ticket}, {spot} and
+        the answers' keys."""
         console: AttendantApp = self.app  # type: ignore[assignment]
         spot = self._stay_of_selected()
         if spot is None or spot.ticket_id is None:
             return
         ticket = spot.ticket_id
 
-        def done(answer: dict[str, str] | None) -> None:
+        def answered(answer: dict[str, str] | None) -> None:
             if answer:
                 console.override(
-                    lambda who: overrides.manual_exit(console.site, who, ticket, answer["reason"]),
-                    f"Ticket {ticket} let out from {spot.label}.",
+                    lambda who: run(who, ticket, answer),
+                    done.format(ticket=ticket, spot=spot.label, **answer),
+                    supervisor=supervisor,
                 )
 
-        self._ask(f"Manual exit of ticket {ticket} ({spot.label})", [], done)
+        self._ask(title.format(ticket=ticket, spot=spot.label), fields, answered)
+
+    def action_manual_exit(self) -> None:
+        site = self.app.site  # type: ignore[attr-defined]
+        self._car_override(
+            "Manual exit of ticket {ticket} ({spot})",
+            [],
+            lambda who, ticket, a: overrides.manual_exit(site, who, ticket, a["reason"]),
+            "Ticket {ticket} let out from {spot}.",
+        )
 
     def action_waive(self) -> None:
-        console: AttendantApp = self.app  # type: ignore[assignment]
-        spot = self._stay_of_selected()
-        if spot is None or spot.ticket_id is None:
-            return
-        ticket = spot.ticket_id
+        site = self.app.site  # type: ignore[attr-defined]
 
-        def done(answer: dict[str, str] | None) -> None:
-            if not answer:
-                return
-            amount = answer["amount"].strip()
-            console.override(
-                lambda who: overrides.waive_fee(
-                    console.site,
-                    who,
-                    ticket,
-                    answer["reason"],
-                    amount=to_cents(amount) if amount else None,
-                ),
-                f"Fee of ticket {ticket} waived.",
-                supervisor=True,
-            )
+        def waive(who: staff.Staff, ticket: int, a: dict[str, str]) -> object:
+            amount = a["amount"].strip()
+            cents = to_cents(amount) if amount else None
+            return overrides.waive_fee(site, who, ticket, a["reason"], amount=cents)
 
-        self._ask(
-            f"Waive or discount ticket {ticket}",
+        self._car_override(
+            "Waive or discount ticket {ticket}",
             [("amount", "Amount to waive (empty: all that is due)", False)],
-            done,
+            waive,
+            "Fee of ticket {ticket} waived.",
+            supervisor=True,
         )
 
     def action_move(self) -> None:
-        console: AttendantApp = self.app  # type: ignore[assignment]
-        spot = self._stay_of_selected()
-        if spot is None or spot.ticket_id is None:
-            return
-        ticket = spot.ticket_id
-
-        def done(answer: dict[str, str] | None) -> None:
-            if answer:
-                console.override(
-                    lambda who: overrides.move_car(
-                        console.site, who, ticket, answer["to"], answer["reason"]
-                    ),
-                    f"Ticket {ticket} moved to {answer['to']}.",
-                )
-
-        self._ask(
-            f"Move the car on ticket {ticket} from {spot.label}", [("to", "To spot", False)], done
+        site = self.app.site  # type: ignore[attr-defined]
+        self._car_override(
+            "Move the car on ticket {ticket} from {spot}",
+            [("to", "To spot", False)],
+            lambda who, ticket, a: overrides.move_car(site, who, ticket, a["to"], a["reason"]),
+            "Ticket {ticket} moved to {to}.",
         )
 
     def action_service(self) -> None:
