@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual import events, work
 from textual.app import App
@@ -36,6 +36,10 @@ from core.services.events import EventCursor
 from core.site import Site
 from kiosk import screens
 from kiosk.i18n import _, use_language
+from kiosk.widgets import size_name
+
+if TYPE_CHECKING:
+    from core.devices.printer import SlipWords
 
 log = logging.getLogger("lotkeeper.kiosk")
 T = TypeVar("T")
@@ -311,12 +315,13 @@ class KioskApp(App[None]):
         from core.devices.printer import PrinterError, TicketPrint
 
         job = TicketPrint(
+            words=_slip_words(),
             site_name=self.site.name,
             code=ticket.code,
             short_code=ticket.short_code,
             spot_label=ticket.spot_label,
             level=ticket.level,
-            size=ticket.size.label,
+            size=size_name(ticket.size),
             plate=ticket.plate,
             entered=self.site.describe_time(ticket.entered_at),
             leave_by=self.site.describe_time(ticket.max_stay_until),
@@ -469,8 +474,13 @@ class KioskApp(App[None]):
                 status = None
         card = _card_text(payment)
         job = ReceiptPrint(
+            words=_slip_words(),
             site_name=self.site.name,
-            reference=f"Ticket {payment.stay_id}" if payment.stay_id else f"Payment {payment.id}",
+            reference=(
+                _("Ticket {id}").format(id=payment.stay_id)
+                if payment.stay_id
+                else _("Payment {id}").format(id=payment.id)
+            ),
             lines=tuple(
                 (line.label, format_money(line.amount, payment.currency))
                 for line in (status.quote.lines if status else ())
@@ -509,10 +519,16 @@ class KioskApp(App[None]):
             f"{self.describe_time(reservation.ends_at)}"
         )
         job = ReceiptPrint(
+            words=_slip_words(),
             site_name=self.site.name,
-            reference=f"Reservation {reservation.short_code}",
+            reference=_("Reservation {code}").format(code=reservation.short_code),
             lines=(
-                (f"{reservation.size.label} space {reservation.spot_label}", ""),
+                (
+                    _("{size} space {spot}").format(
+                        size=size_name(reservation.size), spot=reservation.spot_label
+                    ),
+                    "",
+                ),
                 (window, format_money(reservation.price, reservation.currency)),
             ),
             total=format_money(payment.amount, payment.currency),
@@ -520,7 +536,7 @@ class KioskApp(App[None]):
             exit_by=None,
             simulated=payment.simulated,
             code=reservation.code,
-            title="RESERVATION",
+            title=_("RESERVATION"),
         )
         try:
             self.printer.print_receipt(job)
@@ -574,8 +590,28 @@ def run_unattended(
 
 def _card_text(payment: Payment) -> str:
     if payment.card_last4:
-        return f"{(payment.card_brand or 'card').title()} **** {payment.card_last4}"
-    return "Card"
+        return f"{(payment.card_brand or _('card')).title()} **** {payment.card_last4}"
+    return _("Card")
+
+
+def _slip_words() -> SlipWords:
+    """The printed slips' fixed words in the driver's language."""
+    from core.devices.printer import SlipWords  # lazy: start-up time
+
+    return SlipWords(
+        ticket=_("PARKING TICKET"),
+        keep=_("Keep this ticket. Pay before you leave."),
+        spot=_("Spot {label}"),
+        size=_("Size"),
+        plate=_("Plate"),
+        entered=_("Entered"),
+        leave_by=_("Leave by"),
+        receipt=_("RECEIPT"),
+        total=_("Total"),
+        paid_with=_("Paid with"),
+        exit_by=_("Exit by"),
+        simulated=_("SIMULATED PAYMENT - NO MONEY TAKEN"),
+    )
 
 
 def _open_printer(site: Site) -> Any:

@@ -493,6 +493,41 @@ def test_a_receipt_printer_out_of_paper_leaves_the_payment_and_shows_the_receipt
     assert lk.ticket_status(site, ticket.code).due == 0  # the payment stands
 
 
+def test_a_spanish_speaking_driver_gets_the_ticket_and_receipt_printed_in_spanish(
+    site: Site, clock: FixedClock, tmp_path: Path
+) -> None:
+    from fake_printer import FakePrinter
+
+    earlier = lk.enter(site, "small")
+    clock.advance(hours=2)
+
+    with FakePrinter() as fake:
+
+        async def scenario(app: KioskApp, pilot: Any) -> None:
+            await press(app, pilot, "f9")  # Español
+            await press(app, pilot, "f1")
+            await press(app, pilot, "f2")  # no plate
+            assert isinstance(app.screen, screens.TicketScreen)
+            await press(app, pilot, "enter")  # the next driver...
+            await press(app, pilot, "f9")  # ...speaks Spanish too, and pays
+            await press(app, pilot, "f5")
+            await pilot.press(*earlier.short_code)
+            await press(app, pilot, "enter")
+            await press(app, pilot, "enter")
+            await press(app, pilot, "f1")  # approved
+            assert isinstance(app.screen, screens.ReceiptScreen)
+
+        run_kiosk(site, tmp_path, scenario, printer=tcp_printer(fake, tmp_path))
+        assert fake.wait_for_cuts(2)
+        ticket_text, receipt_text = fake.text().split("TICKET DE APARCAMIENTO")[1].split("RECIBO")
+
+    for word in ("Plaza ", "Tamaño", "Entrada", "Salga antes de", "Guarde este ticket"):
+        assert word in ticket_text
+    for word in ("Total", "Pagado con", "Salida antes de", "PAGO SIMULADO"):
+        assert word in receipt_text
+    assert "Leave by" not in ticket_text and "Paid with" not in receipt_text
+
+
 def test_a_code_scanned_on_the_start_screen_goes_straight_to_its_fee(
     site: Site, clock: FixedClock, tmp_path: Path
 ) -> None:

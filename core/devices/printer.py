@@ -87,6 +87,25 @@ class PrinterHealth:
 
 
 @dataclass(frozen=True)
+class SlipWords:
+    """The fixed words printed on tickets and receipts. English by default;
+    a kiosk passes them in the driver's language (`{label}` is the spot)."""
+
+    ticket: str = "PARKING TICKET"
+    keep: str = "Keep this ticket. Pay before you leave."
+    spot: str = "Spot {label}"
+    size: str = "Size"
+    plate: str = "Plate"
+    entered: str = "Entered"
+    leave_by: str = "Leave by"
+    receipt: str = "RECEIPT"
+    total: str = "Total"
+    paid_with: str = "Paid with"
+    exit_by: str = "Exit by"
+    simulated: str = SIMULATED_BANNER
+
+
+@dataclass(frozen=True)
 class TicketPrint:
     """What goes on an entry ticket; times are already formatted for the site."""
 
@@ -99,8 +118,7 @@ class TicketPrint:
     plate: str | None
     entered: str
     leave_by: str
-    title: str = "PARKING TICKET"
-    footer: str = "Keep this ticket. Pay before you leave."
+    words: SlipWords = SlipWords()
 
 
 @dataclass(frozen=True)
@@ -115,7 +133,8 @@ class ReceiptPrint:
     exit_by: str | None
     simulated: bool  # the demo payment provider: the receipt must say no money was taken
     code: str | None = None  # a QR, e.g. the reservation code
-    title: str = "RECEIPT"
+    title: str | None = None  # instead of the words' "RECEIPT", e.g. "RESERVATION"
+    words: SlipWords = SlipWords()
 
 
 class PrinterError(LotkeeperError):
@@ -317,46 +336,48 @@ _Block: TypeAlias = _Text | _Row | _Qr | _Rule | _Logo
 
 
 def _ticket_blocks(ticket: TicketPrint) -> list[_Block]:
+    words = ticket.words
     blocks: list[_Block] = [
         _Logo(),
         _Text(ticket.site_name, bold=True),
-        _Text(ticket.title),
+        _Text(words.ticket),
         _Qr(ticket.code),
         _Text(ticket.short_code, big=True, bold=True),
-        _Text(f"Spot {ticket.spot_label}", big=True),
+        _Text(words.spot.format(label=ticket.spot_label), big=True),
         _Text(ticket.level, big=True),
         _Rule(),
-        _Row("Size", ticket.size),
+        _Row(words.size, ticket.size),
     ]
     if ticket.plate:
-        blocks.append(_Row("Plate", ticket.plate))
+        blocks.append(_Row(words.plate, ticket.plate))
     blocks += [
-        _Row("Entered", ticket.entered),
-        _Row("Leave by", ticket.leave_by, bold=True),
+        _Row(words.entered, ticket.entered),
+        _Row(words.leave_by, ticket.leave_by, bold=True),
         _Rule(),
-        _Text(ticket.footer),
+        _Text(words.keep),
     ]
     return blocks
 
 
 def _receipt_blocks(receipt: ReceiptPrint) -> list[_Block]:
+    words = receipt.words
     blocks: list[_Block] = [
         _Logo(),
         _Text(receipt.site_name, bold=True),
-        _Text(receipt.title),
+        _Text(receipt.title or words.receipt),
         _Text(receipt.reference),
     ]
     if receipt.simulated:
-        blocks.append(_Text(SIMULATED_BANNER, bold=True, inverse=True))
+        blocks.append(_Text(words.simulated, bold=True, inverse=True))
     blocks.append(_Rule())
     blocks += [_Row(label, amount) for label, amount in receipt.lines]
     blocks += [
         _Rule(),
-        _Row("Total", receipt.total, bold=True),
-        _Row("Paid with", receipt.paid_with),
+        _Row(words.total, receipt.total, bold=True),
+        _Row(words.paid_with, receipt.paid_with),
     ]
     if receipt.exit_by:
-        blocks.append(_Row("Exit by", receipt.exit_by, bold=True))
+        blocks.append(_Row(words.exit_by, receipt.exit_by, bold=True))
     if receipt.code:
         blocks.append(_Qr(receipt.code))
     return blocks
