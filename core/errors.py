@@ -5,13 +5,20 @@ from __future__ import annotations
 
 
 class LotkeeperError(Exception):
-    """Base class: `str(error)` is a message fit to show on a screen."""
+    """Base class: `str(error)` is a message fit to show on a screen.
+
+    A message with values in it is given as a template and the values
+    (`InvalidInput("At most {n} hours.", n=24)`), so that a screen in
+    another language can translate `template` and fill in `values`."""
 
     code = "error"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, **values: object) -> None:
+        text = message.format(**values) if values else message
+        super().__init__(text)
+        self.message = text
+        self.template = message
+        self.values = {name: str(value) for name, value in values.items()}
 
 
 class ConfigError(LotkeeperError):
@@ -37,7 +44,7 @@ class LotFull(LotkeeperError):
 
     def __init__(self, size: str) -> None:
         # Cars fit larger spots too, so "full" for a size means no fitting spot at all.
-        super().__init__(f"Sorry, the garage is full for a {size} car right now.")
+        super().__init__("Sorry, the garage is full for a {size} car right now.", size=size)
         self.size = size
 
 
@@ -95,9 +102,17 @@ class TicketUnknown(TicketError):
     reason = "unknown_ticket"
 
     def __init__(self, what: str = "ticket") -> None:
-        super().__init__(
-            f"We have no record of this {what} at this garage. Please ask the attendant for help."
-        )
+        if what in ("ticket", "reservation"):  # whole sentences, to translate as such
+            super().__init__(
+                f"We have no record of this {what} at this garage. "
+                "Please ask the attendant for help."
+            )
+        else:
+            super().__init__(
+                "We have no record of this {what} at this garage. "
+                "Please ask the attendant for help.",
+                what=what,
+            )
 
 
 class TicketAlreadyUsed(TicketError):
@@ -105,8 +120,8 @@ class TicketAlreadyUsed(TicketError):
 
     def __init__(self, exited_at_text: str) -> None:
         super().__init__(
-            f"This ticket was already used to exit at {exited_at_text}. "
-            "Each ticket opens the exit gate once."
+            "This ticket was already used to exit at {time}. Each ticket opens the exit gate once.",
+            time=exited_at_text,
         )
 
 
@@ -143,7 +158,8 @@ class SignInThrottled(LotkeeperError):
     def __init__(self, retry_after_seconds: int) -> None:
         super().__init__(
             "Too many attempts to sign in with this email. "
-            f"Please wait {retry_after_seconds} seconds and try again."
+            "Please wait {seconds} seconds and try again.",
+            seconds=retry_after_seconds,
         )
         self.retry_after_seconds = retry_after_seconds
 
@@ -153,8 +169,9 @@ class PlateTaken(LotkeeperError):
 
     def __init__(self, plate: str) -> None:
         super().__init__(
-            f"The plate {plate} is registered to another account. "
-            "Please ask the attendant if it is yours."
+            "The plate {plate} is registered to another account. "
+            "Please ask the attendant if it is yours.",
+            plate=plate,
         )
         self.plate = plate
 
@@ -165,7 +182,7 @@ class PaymentRequired(LotkeeperError):
     code = "payment_required"
 
     def __init__(self, ticket_id: int, due_text: str) -> None:
-        super().__init__(f"Please pay {due_text} for this ticket before leaving.")
+        super().__init__("Please pay {due} for this ticket before leaving.", due=due_text)
         self.ticket_id = ticket_id
         self.due_text = due_text
 
@@ -200,6 +217,6 @@ class ReservationError(LotkeeperError):
 
     code = "reservation_error"
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, code: str, message: str, **values: object) -> None:
+        super().__init__(message, **values)
         self.code = code

@@ -76,6 +76,22 @@ def _(message: str) -> str:
     return _current.gettext(message)
 
 
+def error_text(error: Exception) -> str:
+    """An engine error in the kiosk's language: its template translated and
+    its values filled in (a value the catalog knows, such as a car size, is
+    translated too); the English text when the catalog lacks the template."""
+    template = getattr(error, "template", str(error))
+    values = getattr(error, "values", {})
+    if isinstance(_current, PoTranslations) and template in _current:
+        try:
+            return _current.gettext(template).format(
+                **{name: _current.gettext(value) for name, value in values.items()}
+            )
+        except (KeyError, IndexError, ValueError):
+            return str(error)  # a catalog entry that does not fit: English
+    return str(error)
+
+
 def N_(message: str) -> str:
     """Mark a text for translation where it is defined; `_()` translates it
     where it is shown (titles and choices kept in tables)."""

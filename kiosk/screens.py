@@ -24,7 +24,7 @@ from core.payments.provider import PaymentStatus
 from core.services.reservations import Reservation
 from core.services.stays import StayStatus
 from core.tariff import format_money
-from kiosk.i18n import LANGUAGES, N_, _, language
+from kiosk.i18n import LANGUAGES, N_, _, error_text, language
 from kiosk.widgets import (
     AvailabilityPanel,
     BigButton,
@@ -84,7 +84,7 @@ class KioskScreen(Screen[Any]):
     def failed(self, error: LotkeeperError) -> None:
         """A service call was refused: say why; the driver stays here."""
         self.busy(None)
-        self.app.push_screen(MessageScreen(_(str(error))))
+        self.app.push_screen(MessageScreen(error_text(error)))
 
     working = False
     """A service call started here is under way: a second press of the
@@ -232,7 +232,7 @@ class PlateScreen(KioskScreen):
         if isinstance(error, LotFull):
             self.app.switch_screen(LotFullScreen(self.car_size))
         else:
-            self.app.push_screen(MessageScreen(_(str(error))))
+            self.app.push_screen(MessageScreen(error_text(error)))
 
 
 class LotFullScreen(KioskScreen):
@@ -373,7 +373,7 @@ class ScanScreen(KioskScreen):
 
     def failed(self, error: LotkeeperError) -> None:
         self.busy(None)
-        self.app.push_screen(MessageScreen(_(str(error))))
+        self.app.push_screen(MessageScreen(error_text(error)))
 
 
 class FeeScreen(KioskScreen):
@@ -489,7 +489,7 @@ class ReaderScreen(KioskScreen):
             self.app.switch_screen(ReceiptScreen(payment, self.purchase))
 
     def failed(self, error: LotkeeperError) -> None:
-        self.app.switch_screen(MessageScreen(_(str(error))))
+        self.app.switch_screen(MessageScreen(error_text(error)))
 
 
 class DeclinedScreen(KioskScreen):

@@ -42,3 +42,46 @@ def test_translations_keep_every_placeholder() -> None:
         translated = catalog.gettext(text)
         names = {part.split("}")[0] for part in text.split("{")[1:]}
         assert names == {part.split("}")[0] for part in translated.split("{")[1:]}, text
+
+
+def test_engine_messages_with_values_are_translated_with_their_values() -> None:
+    from core import errors
+    from kiosk.i18n import error_text, use_language
+
+    refusals = [
+        errors.PaymentRequired(42, "$6.00"),
+        errors.TicketAlreadyUsed("Mon 23 Nov 10:15"),
+        errors.SignInThrottled(30),
+        errors.PlateTaken("KLX 481"),
+        errors.LotFull("small"),
+        errors.ReservationError(
+            "too_early",
+            "You are early: check-in for this reservation opens at {time}.",
+            time="10:15",
+        ),
+        errors.InvalidInput("Please choose a password of at least {count} characters.", count=8),
+    ]
+    try:
+        use_language("en")
+        assert [error_text(e) for e in refusals] == [str(e) for e in refusals]
+        use_language("es")
+        spanish = [error_text(e) for e in refusals]
+    finally:
+        use_language("en")
+    assert spanish[0] == "Pague $6.00 por este ticket antes de salir."
+    assert "10:15" in spanish[1] and "30 segundos" in spanish[2] and "KLX 481" in spanish[3]
+    assert "coche pequeño" in spanish[4]  # the size, a value, is translated too
+    assert spanish[5] == "Llega pronto: la entrada con esta reserva se abre a las 10:15."
+    assert "al menos 8 caracteres" in spanish[6]
+
+
+def test_an_engine_message_the_catalog_lacks_stays_whole_in_english() -> None:
+    from core.errors import InvalidInput
+    from kiosk.i18n import error_text, use_language
+
+    error = InvalidInput("Only {n} cars today.", n=3)
+    try:
+        use_language("es")
+        assert error_text(error) == "Only 3 cars today."
+    finally:
+        use_language("en")

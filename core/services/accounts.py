@@ -52,9 +52,11 @@ def normalize_email(email: str) -> str:
 
 def _check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
-        raise InvalidInput(f"Please choose a password of at least {MIN_PASSWORD} characters.")
+        raise InvalidInput(
+            "Please choose a password of at least {count} characters.", count=MIN_PASSWORD
+        )
     if len(password) > MAX_PASSWORD:
-        raise InvalidInput(f"A password can be at most {MAX_PASSWORD} characters.")
+        raise InvalidInput("A password can be at most {count} characters.", count=MAX_PASSWORD)
 
 
 def _account(row: AccountRow) -> Account:
