@@ -536,3 +536,44 @@ def test_importing_the_printer_module_does_not_load_escpos() -> None:
         cwd=Path(__file__).resolve().parent.parent,
     )
     assert result.returncode == 0, result.stderr
+
+
+# -- booth slips: exit pass, shift report ----------------------------------------
+
+
+def test_an_exit_pass_prints_its_rows_and_its_code_as_a_qr(
+    printer: Printer, fake: FakePrinter, tmp_path: Path
+) -> None:
+    from core.devices.printer import SlipPrint
+
+    slip = SlipPrint(
+        site_name="Lotkeeper demo garage",
+        title="EXIT PASS",
+        rows=(("Ticket", "42"), ("Plate", "KLX 481"), ("Paid", "$25.00 cash")),
+        code=CODE,
+        note="Scan at the exit within 15 minutes.",
+        name="pass-42",
+    )
+    assert printer.print_slip(slip) is None
+    assert fake.wait_for_cuts(1)
+    text = fake.text()
+    assert fake.qr_payloads() == [CODE]
+    assert "EXIT PASS" in text and "Scan at the exit" in text
+    assert any(line.startswith("Plate") and line.endswith("KLX 481") for line in text.splitlines())
+
+    preview = open_printer("preview", tmp_path / "preview", logo=tmp_path / "no-logo.png")
+    saved = preview.print_slip(slip)
+    assert saved is not None and saved.name == "pass-42.png"
+    (read,) = zxingcpp.read_barcodes(Image.open(saved))
+    assert read.text == CODE
+
+
+def test_a_slip_on_a_printer_out_of_paper_raises(tmp_path: Path) -> None:
+    from core.devices.printer import SlipPrint
+
+    with FakePrinter(mode="paper_out") as fake:
+        adapter = quick_printer(fake, tmp_path)
+        with pytest.raises(PrinterError, match="out of paper"):
+            adapter.print_slip(SlipPrint("Garage", "SHIFT REPORT", (("Entries", "3"),)))
+        adapter.close()
+        assert fake.cuts == 0

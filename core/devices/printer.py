@@ -137,6 +137,18 @@ class ReceiptPrint:
     words: SlipWords = SlipWords()
 
 
+@dataclass(frozen=True)
+class SlipPrint:
+    """Any other slip, printed at the booth: an exit pass, a shift report."""
+
+    site_name: str
+    title: str
+    rows: tuple[tuple[str, str], ...]  # (label, value)
+    code: str | None = None  # printed as a QR
+    note: str | None = None  # a line under everything
+    name: str = "slip"  # the preview's file name
+
+
 class PrinterError(LotkeeperError):
     """A job was not printed. The message is for the driver; `health` says
     why, for the attendant."""
@@ -166,6 +178,11 @@ class Printer(Protocol):
     def print_receipt(self, receipt: ReceiptPrint) -> Path | None:
         """Print a payment receipt, or raise `PrinterError`. Returns as
         `print_ticket` does."""
+        ...
+
+    def print_slip(self, slip: SlipPrint) -> Path | None:
+        """Print an exit pass or a report, or raise `PrinterError`. Returns
+        as `print_ticket` does."""
         ...
 
 
@@ -383,6 +400,21 @@ def _receipt_blocks(receipt: ReceiptPrint) -> list[_Block]:
     return blocks
 
 
+def _slip_blocks(slip: SlipPrint) -> list[_Block]:
+    blocks: list[_Block] = [
+        _Logo(),
+        _Text(slip.site_name, bold=True),
+        _Text(slip.title, bold=True),
+        _Rule(),
+    ]
+    blocks += [_Row(label, value) for label, value in slip.rows]
+    if slip.code:
+        blocks += [_Rule(), _Qr(slip.code), _Text(slip.code)]
+    if slip.note:
+        blocks += [_Rule(), _Text(slip.note)]
+    return blocks
+
+
 def _text_lines(block: _Text) -> list[str]:
     return textwrap.wrap(block.text, COLUMNS // 2 if block.big else COLUMNS) or [""]
 
@@ -586,6 +618,11 @@ class _EscposPrinter:
     def print_receipt(self, receipt: ReceiptPrint) -> Path | None:
         """As `print_ticket`, for a payment receipt."""
         self._print("receipt", _receipt_blocks(receipt))
+        return None
+
+    def print_slip(self, slip: SlipPrint) -> Path | None:
+        """As `print_ticket`, for an exit pass or a report."""
+        self._print("receipt", _slip_blocks(slip))
         return None
 
     def close(self) -> None:
@@ -839,6 +876,10 @@ class PreviewPrinter:
         """Save `receipt-<reference>.png` (and .txt); returns the PNG's path."""
         name = f"receipt-{_slug(receipt.reference).lower()}"
         return self._save("receipt", name, _receipt_blocks(receipt))
+
+    def print_slip(self, slip: SlipPrint) -> Path:
+        """Save `<name>.png` (and .txt); returns the PNG's path."""
+        return self._save("slip", _slug(slip.name).lower(), _slip_blocks(slip))
 
     def _save(self, noun: str, name: str, blocks: list[_Block]) -> Path:
         png = self.directory / f"{name}.png"
