@@ -9,6 +9,7 @@ from conftest import SiteFactory, make_layout
 from test_entry import claim_directly
 
 from core import services as lk
+from core.clock import FixedClock
 from core.domain import ClaimKind, Size, SpotStatus
 from core.errors import LotFull
 from core.site import Site
@@ -74,3 +75,23 @@ def test_demo_lot_has_450_spots_on_3_levels(make_site: SiteFactory) -> None:
     assert len(snap.spots) == 450
     assert sorted({s.level for s in snap.spots}) == ["Level 1", "Level 2", "Level 3"]
     assert lk.availability(site).total == 450
+
+
+def test_occupancy_history_counts_the_cars_inside_at_each_instant(
+    site: Site, clock: FixedClock
+) -> None:
+    from helpers import pay_and_exit
+
+    first = lk.enter(site, "small")  # at 0 h
+    clock.advance(hours=1)
+    lk.enter(site, "small")  # at 1 h
+    clock.advance(hours=1)
+    pay_and_exit(site, first.code)  # at 2 h
+    clock.advance(hours=2)  # now: 4 h; the second car is still in
+
+    assert lk.occupancy_history(site, hours=4, points=5) == [1, 2, 1, 1, 1]
+    # An instant exactly at an entry counts the car; at its exit, not.
+    assert lk.occupancy_history(site, hours=2, points=3) == [1, 1, 1]
+    assert lk.occupancy_history(site, hours=24, points=2) == [0, 1]
+    with pytest.raises(ValueError):
+        lk.occupancy_history(site, hours=24, points=1)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -149,3 +149,39 @@ def availability(site: Site) -> Availability:
     out of service, plus how many free spots a car of that size could use."""
     now = site.clock.now()
     return site.db.read(lambda session: summarize(_spot_states(session, site, now), now))
+
+
+def occupancy_history(
+    site: Site, hours: int = 24, points: int = 48, at: datetime | None = None
+) -> list[int]:
+    """How many cars were inside at `points` evenly spaced instants over the
+    last `hours`, oldest first, the last one being now (the console's
+    sparkline). One pass over the stays that overlap the period."""
+    if hours <= 0 or points < 2:
+        raise ValueError("hours must be positive and points at least 2")
+    now = at or site.clock.now()
+    start = now - timedelta(hours=hours)
+    rows = site.db.read(
+        lambda s: s.execute(
+            select(Stay.entered_at, Stay.exited_at).where(
+                Stay.site_id == site.id,
+                Stay.entered_at <= now,
+                (Stay.exited_at.is_(None)) | (Stay.exited_at > start),
+            )
+        ).all()
+    )
+    # +1 when a car enters, -1 when it leaves; an instant counts a car that
+    # entered at or before it and had not yet left.
+    changes = sorted(
+        [(entered, 1) for entered, _ in rows]
+        + [(exited, -1) for _, exited in rows if exited is not None and exited <= now]
+    )
+    step = (now - start) / (points - 1)
+    history, inside, index = [], 0, 0
+    for i in range(points):
+        instant = start + step * i
+        while index < len(changes) and changes[index][0] <= instant:
+            inside += changes[index][1]
+            index += 1
+        history.append(inside)
+    return history
