@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
@@ -39,3 +42,18 @@ def pay_and_exit(site: Site, code: str) -> None:
         paying = lk.pay_ticket(site, code)
         assert lk.wait_for_payment(site, paying.id, sleep=lambda _: None).succeeded
     lk.exit(site, code)
+
+
+def paid_reservation(site: Site, start_in_hours: float = 26, hours: float = 2) -> Any:
+    """A confirmed, paid (simulated card) reservation of a small spot for a
+    new account, starting `start_in_hours` from the site's now."""
+    from datetime import timedelta
+
+    from core import services as lk
+
+    account = lk.create_account(site, "Bea", f"bea{secrets.token_hex(3)}@example.com", "pass words")
+    start = site.clock.now() + timedelta(hours=start_in_hours)
+    held = lk.hold(site, account.id, "small", start, start + timedelta(hours=hours))
+    payment = lk.pay_reservation(site, held.id)
+    assert lk.wait_for_payment(site, payment.id, sleep=lambda _: None).succeeded
+    return lk.get_reservation(site, held.id)

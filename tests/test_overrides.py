@@ -121,3 +121,61 @@ def test_a_car_moves_only_to_a_free_fitting_spot_and_frees_its_old_one(
     set_out_of_service(site, staff, first.spot_label, True, "repaint lines")
     assert lk.exit(site, first.code).spot_label == large
     assert not helpers.overlapping_claims(site) and verify_audit(site).ok
+
+
+def test_cancelling_a_reservation_frees_its_spot_refunds_by_the_rule_and_is_audited(
+    site: Site, ana: Staff
+) -> None:
+    from core.errors import ReservationError, TicketSignatureInvalid
+    from core.services.overrides import cancel_reservation
+    from core.services.reservations import ReservationState
+
+    booked = helpers.paid_reservation(site, start_in_hours=26)
+    wrong = booked.short_code[:-1] + ("A" if booked.short_code[-1] != "A" else "B")
+    with pytest.raises(TicketSignatureInvalid):
+        cancel_reservation(site, ana, wrong, "driver phoned")  # a typo finds nobody
+    with pytest.raises(InvalidInput, match="reason"):
+        cancel_reservation(site, ana, booked.short_code, "")
+    assert lk.get_reservation(site, booked.id).state is ReservationState.CONFIRMED
+
+    done = cancel_reservation(site, ana, booked.short_code, "driver phoned, flight cancelled")
+    assert done.reservation.state is ReservationState.CANCELLED
+    assert done.refund_amount == booked.price  # a day ahead: all of it back
+    assert done.refund is not None and done.refund.succeeded
+    latest = audit_entries(site)[0]
+    assert (latest.staff_name, latest.action) == ("Ana", "reservation_cancelled")
+    assert latest.data["refund"] == booked.price and latest.reason.startswith("driver phoned")
+    assert any(
+        m.startswith(f"Reservation {booked.short_code} cancelled by Ana") for m in overrides(site)
+    )
+    with pytest.raises(ReservationError, match="no longer be cancelled"):
+        cancel_reservation(site, ana, booked.code, "twice")
+    assert len([e for e in audit_entries(site) if e.action == "reservation_cancelled"]) == 1
+    assert verify_audit(site).ok
+
+
+def test_only_a_supervisor_refunds_and_never_more_than_was_paid(
+    site: Site, clock: FixedClock, ana: Staff, sam: Staff
+) -> None:
+    from core.errors import RefundRefused
+    from core.services.overrides import refund
+
+    ticket = lk.enter(site, "small")
+    clock.advance(hours=2)
+    helpers.pay_and_exit(site, ticket.code)
+    (charge,) = lk.payments_for(site, stay_id=ticket.id)
+    with pytest.raises(NotAllowed, match="supervisor"):
+        refund(site, ana, charge.id, "charged twice")
+    assert refund(site, sam, charge.id, "barrier was stuck", amount=100).amount == 100
+    with pytest.raises(RefundRefused, match="left to refund"):
+        refund(site, sam, charge.id, "again", amount=charge.amount)
+    rest = refund(site, sam, charge.id, "the rest too")
+    assert rest.amount == charge.amount - 100 and rest.succeeded
+    ledger = [(p.kind, p.amount) for p in lk.payments_for(site, stay_id=ticket.id)]
+    assert ledger == [("charge", charge.amount), ("refund", 100), ("refund", charge.amount - 100)]
+    refunds = [e for e in audit_entries(site) if e.action == "refund"]
+    assert [(e.staff_name, e.data["amount"]) for e in refunds] == [
+        ("Sam", charge.amount - 100),
+        ("Sam", 100),
+    ]
+    assert verify_audit(site).ok

@@ -16,7 +16,7 @@ from core.services.accounts import (
     remove_vehicle,
     sign_in,
 )
-from core.services.availability import LotSnapshot, availability, snapshot
+from core.services.availability import LotSnapshot, availability, occupancy_history, snapshot
 from core.services.devices import (
     Component,
     DeviceHealth,
@@ -34,6 +34,7 @@ from core.services.payments import (
     cancel_payment,
     get_payment,
     payment_history,
+    payments_for,
     poll_payment,
     reconcile,
     refund_payment,
@@ -50,6 +51,7 @@ from core.services.reservations import (
     check_in,
     confirm_reservation,
     expire_holds,
+    find_reservation,
     get_reservation,
     hold,
     pay_reservation,
@@ -97,6 +99,7 @@ __all__ = [
     "exit",
     "exit_paid_stay",
     "expire_holds",
+    "find_reservation",
     "find_stays",
     "get_account",
     "get_payment",
@@ -108,10 +111,12 @@ __all__ = [
     "load_layout_file",
     "lost_ticket_quote",
     "note_overstays",
+    "occupancy_history",
     "pay_lost_ticket",
     "pay_reservation",
     "pay_ticket",
     "payment_history",
+    "payments_for",
     "poll_payment",
     "quote_reservation",
     "reader_health",

@@ -5,8 +5,9 @@ Waiving or discounting a fee is for supervisors only.
 
 What is here: open the gate, manual exit (the fee paid, or waived by a
 supervisor), waive or discount a fee, move a car to another spot, mark a
-spot out of service or back in service. Cancelling a reservation and
-refunds from the console are still to come (`docs/attendant.md`).
+spot out of service or back in service, cancel a reservation, refund a
+payment (supervisor). Cancelling and refunding write their audit row in
+the very transaction that changes the reservation or the ledger.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from datetime import timedelta
 from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
-from core.domain import ClaimKind, EventKind, ExitResult, PaymentPurpose
+from core.domain import ClaimKind, EventKind, ExitResult, Payment, PaymentPurpose
 from core.errors import InvalidInput, NotFound, NothingToPay, PaymentRequired, TicketError
 from core.services.audit import record_audit
 from core.services.claims import is_live, take_spot
 from core.services.entry import amount_due, end_stay
 from core.services.events import record_event
-from core.services.payments import record_cash_payment
+from core.services.payments import record_cash_payment, refund_payment
+from core.services.reservations import Cancellation, find_reservation
+from core.services.reservations import cancel_reservation as cancel_booking
 from core.services.staff import Staff
 from core.services.stays import _open_stay
 from core.site import Site
@@ -225,6 +228,65 @@ def move_car(site: Site, staff: Staff, stay_id: int, to_spot: str, reason: str) 
         return target.label
 
     return site.db.write(work)
+
+
+def cancel_reservation(site: Site, staff: Staff, code: str, reason: str) -> Cancellation:
+    """Cancel a reservation named by its code (full or short, checked like at
+    check-in) for a driver at the booth or on the phone. The spot is free
+    again at once; what the tariff's cancellation rule gives back is
+    refunded (a supervisor can refund more with `refund`)."""
+    why = _reason(reason)
+    booked = find_reservation(site, code, f"staff:{staff.name}")
+
+    def audit(session: Session, refund: int) -> None:
+        _override(
+            session,
+            site,
+            staff,
+            "reservation_cancelled",
+            f"Reservation {booked.short_code} cancelled",
+            why,
+            target=f"reservation {booked.id}",
+            spot_label=booked.spot_label,
+            data={"reservation_id": booked.id, "refund": refund},
+        )
+
+    return cancel_booking(
+        site,
+        booked.id,
+        reason=f"by {staff.name}: {why}",
+        kiosk=f"staff:{staff.name}",
+        also=audit,
+    )
+
+
+def refund(
+    site: Site, staff: Staff, payment_id: int, reason: str, amount: int | None = None
+) -> Payment:
+    """A supervisor gives back `amount` (default: all that is left) of a
+    completed charge: a refund row in the ledger, sent to the card's
+    provider (cash is handed back at the booth)."""
+    _supervisor(staff, "refund a payment")
+    why = _reason(reason)
+    if amount is not None and (isinstance(amount, bool) or amount <= 0):
+        raise InvalidInput("A refund is a positive amount, in cents.")
+
+    def audit(session: Session, refunded: int) -> None:
+        money = format_money(refunded, site.tariff.currency)
+        _override(
+            session,
+            site,
+            staff,
+            "refund",
+            f"{money} refunded on payment {payment_id}",
+            why,
+            target=f"payment {payment_id}",
+            data={"payment_id": payment_id, "amount": refunded},
+        )
+
+    return refund_payment(
+        site, payment_id, amount, reason=why, source=f"staff:{staff.name}", also=audit
+    )
 
 
 def acknowledge_alerts(site: Site, staff: Staff, up_to_event: int) -> None:

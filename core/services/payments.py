@@ -412,10 +412,13 @@ def refund_payment(
     reason: str,
     source: str = "",
     idempotency_key: str | None = None,
+    also: Callable[[Session, int], None] | None = None,
 ) -> Payment:
     """Give back `amount` (default: all that is left) of a succeeded charge,
     as its own ledger row. Raises `RefundRefused` when there is nothing (or
-    not that much) left to refund."""
+    not that much) left to refund. `also(session, amount)` runs in the
+    transaction that records the refund (the console's audit row); not on
+    a replay of the same idempotency key."""
     if not reason.strip():
         raise InvalidInput("A refund needs a reason.")
 
@@ -459,6 +462,8 @@ def refund_payment(
         )
         session.add(row)
         session.flush()
+        if also is not None:
+            also(session, wanted)
         return row
 
     row = site.db.write(write)
@@ -569,6 +574,27 @@ def payment_history(
             .limit(per_page)
         )
         return Page(tuple(_payment(r) for r in rows), page, per_page, int(total))
+
+    return site.db.read(work)
+
+
+def payments_for(
+    site: Site, *, stay_id: int | None = None, reservation_id: int | None = None
+) -> list[Payment]:
+    """The ledger rows (charges and refunds) of one stay or reservation,
+    oldest first: what the booth looks at before a refund."""
+    if (stay_id is None) == (reservation_id is None):
+        raise InvalidInput("Name a stay or a reservation.")
+    column = PaymentRow.stay_id if stay_id is not None else PaymentRow.reservation_id
+    wanted = stay_id if stay_id is not None else reservation_id
+
+    def work(session: Session) -> list[Payment]:
+        rows = session.scalars(
+            select(PaymentRow)
+            .where(PaymentRow.site_id == site.id, column == wanted)
+            .order_by(PaymentRow.id)
+        )
+        return [_payment(row) for row in rows]
 
     return site.db.read(work)
 

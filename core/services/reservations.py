@@ -14,6 +14,7 @@ reservation and exactly one of them wins.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -159,10 +160,12 @@ def _window(
     if start < now - timedelta(minutes=1):
         raise InvalidInput("A reservation cannot start in the past.")
     if start > now + MAX_ADVANCE:
-        raise InvalidInput(f"Reservations can be made up to {MAX_ADVANCE.days} days ahead.")
+        raise InvalidInput(
+            "Reservations can be made up to {days} days ahead.", days=MAX_ADVANCE.days
+        )
     if end - start > site.max_stay:
         hours = site.max_stay.total_seconds() / 3600
-        raise InvalidInput(f"A reservation can be at most {hours:g} hours long.")
+        raise InvalidInput("A reservation can be at most {hours} hours long.", hours=f"{hours:g}")
     return car, start, end
 
 
@@ -235,8 +238,8 @@ def hold(
     if result is None:
         raise ReservationError(
             "no_spot",
-            f"Sorry, no spot for a {car.label} car is free for that whole time. "
-            "Please try other times.",
+            "Sorry, no spot for a {size} car is free for that whole time. Please try other times.",
+            size=car.label,
         )
     return _reservation(site, *result)
 
@@ -362,11 +365,14 @@ def cancel_reservation(
     account_id: int | None = None,
     reason: str = "cancelled by the driver",
     kiosk: str = "",
+    *,
+    also: Callable[[Session, int], None] | None = None,
 ) -> Cancellation:
     """Cancel a held or confirmed reservation: its claim is cut, so the spot
     is free again, and what the tariff's cancellation rule gives back is
     refunded. Raises `ReservationError` ("not_cancellable") once checked
-    in, released or already cancelled."""
+    in, released or already cancelled. `also(session, refund)` runs in the
+    cancelling transaction (the console's audit row)."""
     source = source_name(kiosk)
 
     def work(session: Session) -> tuple[int, int | None] | ReservationError:
@@ -408,6 +414,8 @@ def cancel_reservation(
             spot_label=spot.label,
             data={"reservation_id": row.id, "refund": refund, "reason": reason},
         )
+        if also is not None:
+            also(session, refund)
         return refund, paid.id if paid else None
 
     result = site.db.write(work)
@@ -453,6 +461,26 @@ def _matches(site: Site, parsed: SignedCode | ShortCode, row: ReservationRow) ->
     return True
 
 
+def find_reservation(site: Site, code: str, source: str = "") -> Reservation:
+    """The reservation a code (full or short) names, checked like at
+    check-in: a code whose check characters do not match is refused (and
+    recorded), so a typo never finds someone else's reservation."""
+    parsed = _parse_reservation_code(site, code, source_name(source))
+
+    def work(session: Session) -> tuple[ReservationRow, Spot] | TicketError:
+        row = session.get(ReservationRow, parsed.ticket_id)
+        if row is None or row.site_id != site.id:
+            return TicketUnknown("reservation")
+        if not _matches(site, parsed, row):
+            return TicketSignatureInvalid()
+        return row, session.get_one(Spot, row.spot_id)
+
+    found = site.db.read(work)
+    if isinstance(found, TicketError):
+        raise found
+    return _reservation(site, *found)
+
+
 class _Refused(Exception):
     def __init__(self, error: ReservationError, alert: bool = False) -> None:
         self.error = error
@@ -495,8 +523,8 @@ def check_in(site: Site, code: str, plate: str | None = None, kiosk: str = "") -
             raise _Refused(
                 ReservationError(
                     "already_used",
-                    "This reservation was already used to enter at "
-                    f"{when(row.checked_in_at or now)}.",
+                    "This reservation was already used to enter at {time}.",
+                    time=when(row.checked_in_at or now),
                 )
             )
         if state is ReservationState.NO_SHOW:
@@ -512,15 +540,16 @@ def check_in(site: Site, code: str, plate: str | None = None, kiosk: str = "") -
             raise _Refused(
                 ReservationError(
                     "too_early",
-                    f"You are early: check-in for this reservation opens at {when(opens)}.",
+                    "You are early: check-in for this reservation opens at {time}.",
+                    time=when(opens),
                 )
             )
         if now > closes:
             raise _Refused(
                 ReservationError(
                     "too_late",
-                    f"Sorry, this reservation could be used until {when(closes)} "
-                    "and has been released.",
+                    "Sorry, this reservation could be used until {time} and has been released.",
+                    time=when(closes),
                 )
             )
         car = Size(row.car_size)
