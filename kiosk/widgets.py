@@ -144,24 +144,10 @@ class QrCode(Static):
     """What the QR holds (the full signed code)."""
 
     def show(self, payload: str) -> None:
-        import qrcode
+        from core.qr import qr_lines
 
         self.code = payload
-        code = qrcode.QRCode(border=2, error_correction=qrcode.constants.ERROR_CORRECT_M)
-        code.add_data(payload)
-        code.make(fit=True)
-        matrix = code.get_matrix()
-        lines = []
-        for top, bottom in zip(
-            matrix[::2], [*matrix[1::2], [False] * len(matrix[0])], strict=False
-        ):
-            lines.append(
-                "".join(
-                    "█" if a and b else "▀" if a else "▄" if b else " "
-                    for a, b in zip(top, bottom, strict=True)
-                )
-            )
-        self.update(Text("\n".join(lines), style="black on white"))
+        self.update(Text("\n".join(qr_lines(payload)), style="black on white"))
 
 
 class KeyGrid(Grid):
