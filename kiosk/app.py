@@ -80,7 +80,11 @@ class KioskApp(App[None]):
         self.site = site
         self.kiosk_id = kiosk_id or settings.kiosk.id
         self.role = role or settings.kiosk.role
-        self.printer = printer if printer is not None else _open_printer(site)
+        if printer is None:
+            from core.devices.printer import site_printer
+
+            printer = site_printer(site)
+        self.printer = printer
         self.gate = gate or LoggedGate()
         self.staff_pin = staff_pin or _staff_pin(site)
         self.idle_timeout = settings.kiosk.idle_timeout_seconds
@@ -611,15 +615,6 @@ def _slip_words() -> SlipWords:
         paid_with=_("Paid with"),
         exit_by=_("Exit by"),
         simulated=_("SIMULATED PAYMENT - NO MONEY TAKEN"),
-    )
-
-
-def _open_printer(site: Site) -> Any:
-    from core.devices.printer import open_printer
-
-    settings = site.settings.printer
-    return open_printer(
-        settings.url, site.settings.paths.data_dir / "printed", timeout=settings.timeout_seconds
     )
 
 

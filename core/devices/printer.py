@@ -43,6 +43,8 @@ from core.errors import ConfigError, LotkeeperError
 if TYPE_CHECKING:
     from PIL import Image, ImageFont
 
+    from core.site import Site
+
 log = logging.getLogger("lotkeeper.printer")
 
 DEFAULT_TCP_PORT = 9100
@@ -184,6 +186,15 @@ class Printer(Protocol):
         """Print an exit pass or a report, or raise `PrinterError`. Returns
         as `print_ticket` does."""
         ...
+
+
+def site_printer(site: Site) -> Printer:
+    """The printer this machine's configuration names (`printer.url`), with
+    previews saved under the data directory's `printed/`."""
+    settings = site.settings.printer
+    return open_printer(
+        settings.url, site.settings.paths.data_dir / "printed", timeout=settings.timeout_seconds
+    )
 
 
 def open_printer(
