@@ -30,19 +30,23 @@ from textual.widgets import (
     Input,
     Label,
     Select,
+    Sparkline,
     Static,
     TabbedContent,
     TabPane,
 )
 
+from attendant.booth import LostTicketScreen, ReportScreen
 from attendant.widgets import FEED_FILTERS, LEGEND, LotGrid, feed_line, is_alert
 from core import services as lk
 from core.devices.gate import Gate, LoggedGate
-from core.domain import Event, SpotState, SpotStatus
-from core.errors import InvalidInput, LotkeeperError
+from core.devices.printer import Printer, PrinterError, SlipPrint, site_printer
+from core.domain import Event, Payment, SpotState, SpotStatus
+from core.errors import InvalidInput, LotkeeperError, NotFound
 from core.services import booth, overrides, shifts, staff
 from core.services.availability import summarize
 from core.services.events import EventCursor
+from core.services.stays import StayStatus
 from core.site import Site
 from core.tariff import format_money
 
@@ -155,12 +159,14 @@ class ConsoleScreen(Screen[None]):
     BINDINGS = [
         Binding("g", "gate", "Open gate"),
         Binding("x", "manual_exit", "Manual exit"),
-        Binding("w", "waive", "Waive/discount"),
+        Binding("w", "waive", "Waive"),
         Binding("m", "move", "Move car"),
         Binding("o", "service", "Out of service"),
+        Binding("c", "cancel_reservation", "Cancel resv."),
+        Binding("r", "refund", "Refund"),
         Binding("l", "lost", "Lost ticket"),
         Binding("slash", "search", "Search"),
-        Binding("a", "acknowledge", "Ack alerts"),
+        Binding("a", "acknowledge", "Ack"),
         Binding("s", "shift", "Shift"),
         Binding("ctrl+l", "lock", "Lock"),
     ]
@@ -169,6 +175,9 @@ class ConsoleScreen(Screen[None]):
         console: AttendantApp = self.app  # type: ignore[assignment]
         yield Label("", id="who")
         yield Static("", id="counters")
+        with Horizontal(id="occupancy-bar"):
+            yield Label("", id="occupancy-label")
+            yield Sparkline([], summary_function=max, id="occupancy")
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 with TabbedContent(id="levels"):
@@ -321,6 +330,64 @@ class ConsoleScreen(Screen[None]):
         what = "out of service" if closing else "back in service"
         self._ask(f"Spot {spot.label} {what}", [], done)
 
+    def action_cancel_reservation(self) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+
+        def done(answer: dict[str, str] | None) -> None:
+            if answer:
+                console.override(
+                    lambda who: overrides.cancel_reservation(
+                        console.site, who, answer["code"], answer["reason"]
+                    ),
+                    lambda done: (
+                        f"Reservation {done.reservation.short_code} cancelled; "
+                        f"{done.reservation.spot_label} is free again. Refunded "
+                        f"{format_money(done.refund_amount, done.reservation.currency)}."
+                    ),
+                )
+
+        self._ask("Cancel a reservation", [("code", "Reservation code", False)], done)
+
+    def action_refund(self) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+
+        def refund(who: staff.Staff, answer: dict[str, str]) -> object:
+            number = answer["payment"].strip().lstrip("#")
+            if not number.isdigit():
+                raise InvalidInput("Type the payment's number (search shows it).")
+            amount = answer["amount"].strip()
+            return overrides.refund(
+                console.site,
+                who,
+                int(number),
+                answer["reason"],
+                amount=to_cents(amount) if amount else None,
+            )
+
+        def done(answer: dict[str, str] | None) -> None:
+            if answer:
+                console.override(
+                    lambda who: refund(who, answer),
+                    lambda payment: (
+                        f"Refund {payment.id}: {format_money(payment.amount, payment.currency)} "
+                        + (
+                            "given back."
+                            if payment.succeeded
+                            else f"recorded, {payment.status.value} with the provider."
+                        )
+                    ),
+                    supervisor=True,
+                )
+
+        self._ask(
+            "Refund a payment (supervisor)",
+            [
+                ("payment", "Payment number", False),
+                ("amount", "Amount (empty: all that is left)", False),
+            ],
+            done,
+        )
+
     def action_lost(self) -> None:
         console: AttendantApp = self.app  # type: ignore[assignment]
 
@@ -370,11 +437,20 @@ class AttendantApp(App[None]):
         site: Site,
         *,
         gate: Gate | None = None,
+        printer: Printer | None = None,
         idle_clock: Callable[[], float] = time.monotonic,
+        payment_sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         super().__init__()
         self.site = site
         self.gate = gate or LoggedGate()
+        self.printer = printer if printer is not None else site_printer(site)
+        """The booth printer (exit passes, reports); `preview` saves images."""
+        self.payment_sleep = payment_sleep
+        self.booth_payment: int | None = None
+        """A card payment under way on the booth's reader."""
+        self.occupancy: list[int] = []
+        """Cars inside over the last 24 h, for the sparkline."""
         self.idle_clock = idle_clock
         self.last_key = idle_clock()
         self.staff: staff.Staff | None = None
@@ -442,24 +518,25 @@ class AttendantApp(App[None]):
 
     def override(
         self,
-        do: Callable[[staff.Staff], object],
-        done: str,
+        do: Callable[[staff.Staff], Any],
+        done: str | Callable[[Any], str],
         *,
         supervisor: bool = False,
         after: Callable[[], None] | None = None,
     ) -> None:
         """Run an override as the signed-in staff member, or (when it needs a
-        supervisor and they are not one) as a supervisor who types their PIN."""
+        supervisor and they are not one) as a supervisor who types their PIN.
+        `done` is what to say afterwards, or makes it from the result."""
         who = self.staff
         if who is None:
             return
 
         def run(actor: staff.Staff) -> None:
             def call() -> str:
-                do(actor)
+                result = do(actor)
                 if after is not None:
                     after()
-                return done
+                return done if isinstance(done, str) else done(result)
 
             self.call_core(call, self.say)
             self.follow()
@@ -499,16 +576,26 @@ class AttendantApp(App[None]):
             resync = bool(batch.events) or now - self.last_resync > RESYNC_SECONDS
             snapshot = lk.snapshot(self.site) if resync else None
             standing = lk.standing_alerts(self.site) if resync else self.standing
+            occupancy = lk.occupancy_history(self.site) if resync else self.occupancy
         except LotkeeperError as error:
             self.call_from_thread(self.notify, f"Database: {error}", severity="error")
             return
-        self.call_from_thread(self._apply, batch.events, batch.cursor, snapshot, standing, now)
+        self.call_from_thread(
+            self._apply, batch.events, batch.cursor, snapshot, standing, occupancy, now
+        )
 
     def _apply(
-        self, events: Any, cursor: EventCursor, snapshot: Any, standing: list[str], now: float
+        self,
+        events: Any,
+        cursor: EventCursor,
+        snapshot: Any,
+        standing: list[str],
+        occupancy: list[int],
+        now: float,
     ) -> None:
         self.cursor = cursor
         self.standing = standing
+        self.occupancy = occupancy
         if events:
             self.events.extend(events)
             self.events = self.events[-2000:]
@@ -541,6 +628,11 @@ class AttendantApp(App[None]):
                 for s in availability.sizes
             )
         )
+        if self.occupancy:
+            screen.query_one("#occupancy-label", Label).update(
+                f"Cars inside, last 24 h: now {self.occupancy[-1]}, peak {max(self.occupancy)} "
+            )
+            screen.query_one("#occupancy", Sparkline).data = self.occupancy
         self.refill_feed()
 
     def refill_feed(self) -> None:
@@ -570,25 +662,37 @@ class AttendantApp(App[None]):
         screen.query_one("#alerts", Static).update(alerts or Text("No alerts.", style="dim"))
 
     def show_detail(self, spot: SpotState) -> None:
-        lines = [f"{spot.label} ({spot.level}), {spot.size.label}: {spot.status.value}"]
-        if spot.ticket_id is None:
-            self.query_one("#detail", Static).update("\n".join(lines))
-            return
+        """The selected spot: its car (plate, ticket, since when, fee so far),
+        its reservations to come, and its recent history from the feed."""
+        head = f"{spot.label} ({spot.level}), {spot.size.label}: {spot.status.value}"
+        history = [
+            f"  {self.site.describe_time(e.at)} {e.message}"
+            for e in reversed(self.events)
+            if spot.label in (e.spot_label, e.data.get("from"))  # a car moved away too
+        ][:5]
 
         def details() -> str:
-            status = lk.stay_status(self.site, spot.ticket_id or 0)
-            parked = self.site.clock.now() - status.entered_at
-            hours, minutes = divmod(int(parked.total_seconds() // 60), 60)
-            return "\n".join(
-                [
-                    *lines,
+            lines = [head]
+            if spot.ticket_id is not None:
+                status = lk.stay_status(self.site, spot.ticket_id)
+                parked = self.site.clock.now() - status.entered_at
+                hours, minutes = divmod(int(parked.total_seconds() // 60), 60)
+                money = status.quote.currency
+                lines += [
                     f"Ticket {status.ticket_id}, plate {status.plate or '-'}",
                     f"In since {self.site.describe_time(status.entered_at)}"
                     f" ({hours} h {minutes} min)",
-                    f"Fee so far {format_money(status.quote.total, status.quote.currency)},"
-                    f" due now {format_money(status.due, status.quote.currency)}",
+                    f"Fee so far {format_money(status.quote.total, money)},"
+                    f" due now {format_money(status.due, money)}",
                 ]
-            )
+            for booked in lk.reservations_on_spot(self.site, spot.spot_id):
+                lines.append(
+                    f"Reserved {booked.short_code}: {self.site.describe_time(booked.starts_at)}"
+                    f" - {self.site.describe_time(booked.ends_at)} ({booked.state.value})"
+                )
+            if history:
+                lines += ["Recent:", *history]
+            return "\n".join(lines)
 
         def show(text: str) -> None:
             screen = self.console_screen()
@@ -613,40 +717,126 @@ class AttendantApp(App[None]):
     # -- lost ticket, search, shift -----------------------------------------------
 
     def lost_ticket(self, plate: str, spot: str) -> None:
-        who = self.staff
-        if who is None:
+        """Find the car by plate or spot and open the lost-ticket dialog."""
+        if self.staff is None:
             return
 
-        def find() -> str:
+        def find() -> tuple[StayStatus, Any]:
             found = lk.find_stays(self.site, plate=plate or None, spot_label=spot or None)
             if not found:
-                return "No car found: check the plate or the spot."
-            stay = found[0]
-            charge = lk.lost_ticket_quote(self.site, stay.ticket_id)
-            taken = booth.lost_ticket_cash(self.site, who, stay.ticket_id) if charge.due else 0
-            code = booth.exit_pass(self.site, who, stay.ticket_id)
-            money = format_money(taken, charge.currency)
-            return (
-                f"Ticket {stay.ticket_id} ({stay.plate or 'no plate'}, {stay.spot_label}): "
-                f"{money} taken in cash. Exit pass: {code}"
-            )
+                raise NotFound("No car found: check the plate or the spot.")
+            return found[0], lk.lost_ticket_quote(self.site, found[0].ticket_id)
 
-        self.call_core(find, self.say)
+        self.call_core(find, lambda answer: self.push_screen(LostTicketScreen(*answer)))
+
+    @work(thread=True, group="booth", exit_on_error=False)
+    def take_lost_ticket(self, screen: LostTicketScreen, how: str) -> None:
+        """Take the charge (`how`: "cash", "card", or "none" when nothing is
+        due), then issue the exit pass and print it, all off the UI loop."""
+        who, stay = self.staff, screen.stay
+        if who is None:
+            return
+        try:
+            if how == "cash":
+                taken = booth.lost_ticket_cash(self.site, who, stay.ticket_id)
+                paid = f"{format_money(taken, screen.charge.currency)} taken in cash."
+            elif how == "card":
+                payment = lk.pay_lost_ticket(self.site, stay.ticket_id, kiosk=f"booth:{who.name}")
+                self.booth_payment = payment.id
+                try:
+                    final = lk.wait_for_payment(
+                        self.site,
+                        payment.id,
+                        on_update=lambda p: self.call_from_thread(screen.reader_status, p),
+                        sleep=self.payment_sleep,
+                    )
+                finally:
+                    self.booth_payment = None
+                if not final.succeeded:
+                    why = final.message or "The payment did not go through."
+                    self.call_from_thread(screen.failed, why)
+                    return
+                card = f" ({(final.card_brand or 'card').title()} {final.card_last4})"
+                paid = (
+                    f"{format_money(final.amount, final.currency)} paid by card"
+                    f"{card if final.card_last4 else ''}."
+                )
+            else:
+                paid = "Nothing was due."
+            code = booth.exit_pass(self.site, who, stay.ticket_id)
+            leave_by = lk.stay_status(self.site, stay.ticket_id).paid_until
+        except LotkeeperError as error:
+            self.call_from_thread(screen.failed, str(error))
+            return
+        slip = SlipPrint(
+            self.site.name,
+            "EXIT PASS",
+            (
+                ("Ticket", str(stay.ticket_id)),
+                ("Plate", stay.plate or "-"),
+                ("Spot", stay.spot_label),
+                ("Paid", paid.rstrip(".")),
+            ),
+            code=code,
+            note=(
+                f"Scan this at the exit by {self.site.describe_time(leave_by)}."
+                if leave_by
+                else "Scan this at the exit."
+            ),
+            name=f"pass-{stay.ticket_id}",
+        )
+        self.call_from_thread(screen.done, code, paid, self._print_slip(slip, "exit pass"))
+
+    def _print_slip(self, slip: SlipPrint, what: str) -> str | None:
+        """Print on the booth printer: where it went, or None when it is only
+        a preview (or failed): then the screen shows it instead."""
+        try:
+            saved = self.printer.print_slip(slip)
+        except PrinterError as error:
+            self.call_from_thread(
+                self.notify, f"{error} The {what} is shown on screen.", severity="warning"
+            )
+            return None
+        if saved is not None:
+            return None
+        return f"The {what} is printed on {self.printer.url}."
+
+    def cancel_booth_payment(self) -> None:
+        payment = self.booth_payment
+        if payment is not None:
+            self.call_core(lambda: lk.cancel_payment(self.site, payment), lambda _: None)
+
+    @work(thread=True, group="booth", exit_on_error=False)
+    def print_report(self, screen: ReportScreen, report: shifts.Report) -> None:
+        slip = SlipPrint(
+            self.site.name,
+            report.title.upper(),
+            tuple(report.lines()[1:]),  # the title is the heading
+            name=f"report-{report.title.split()[1]}",
+        )
+        try:
+            saved = self.printer.print_slip(slip)
+        except PrinterError as error:
+            self.call_from_thread(screen.printed, f"Not printed: {error}")
+            return
+        where = f"saved as {saved}" if saved is not None else f"printed on {self.printer.url}"
+        self.call_from_thread(screen.printed, f"Report {where}.")
 
     def search(self, text: str) -> None:
         def look() -> str:
             found = booth.search(self.site, text)
             if found.empty:
                 return f"Nothing found for {text!r}."
-            lines = [
-                f"Ticket {s.ticket_id}: {s.plate or '-'} in {s.spot_label}, due "
-                f"{format_money(s.due, s.quote.currency)}"
-                for s in found.stays
-            ]
-            lines += [
-                f"Reservation {r.short_code}: {r.spot_label}, {r.state.value}"
-                for r in found.reservations
-            ]
+            lines: list[str] = []
+            for s in found.stays:
+                lines.append(
+                    f"Ticket {s.ticket_id}: {s.plate or '-'} in {s.spot_label}, due "
+                    f"{format_money(s.due, s.quote.currency)}"
+                )
+                lines += _payment_lines(lk.payments_for(self.site, stay_id=s.ticket_id))
+            for r in found.reservations:
+                lines.append(f"Reservation {r.short_code}: {r.spot_label}, {r.state.value}")
+                lines += _payment_lines(lk.payments_for(self.site, reservation_id=r.id))
             lines += [f"Account {a[0]}: {a[1]} <{a[2]}>" for a in found.accounts]
             return "\n".join(lines)
 
@@ -690,5 +880,13 @@ class AttendantApp(App[None]):
         path = self.site.settings.paths.data_dir / "reports" / f"{report.title.split()[1]}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(report.csv())
-        text = "\n".join(f"{label:<22} {value}" for label, value in report.lines())
-        self.say(f"{text}\n\nSaved as {path}")
+        self.push_screen(ReportScreen(report, path))
+
+
+def _payment_lines(payments: list[Payment]) -> list[str]:
+    """Ledger rows under a search result, with the numbers a refund asks."""
+    return [
+        f"  Payment {p.id}: {p.kind} {format_money(p.amount, p.currency)} "
+        f"{p.method}, {p.status.value}"
+        for p in payments
+    ]

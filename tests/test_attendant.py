@@ -91,6 +91,17 @@ def message(app: AttendantApp) -> str:
     return app.screen.text
 
 
+async def select_spot(app: AttendantApp, pilot: Any, label: str) -> None:
+    """Move the grid's cursor to the spot `label` (on its level's tab) and
+    press Enter on it, as an attendant would with the arrows."""
+    grid = next(g for g in app.screen.query(LotGrid) if any(s.label == label for s in g.spots))
+    tabs = app.screen.query_one("#levels")
+    tabs.active = grid.parent.id  # type: ignore[union-attr, attr-defined]
+    grid.cursor = next(i for i, s in enumerate(grid.spots) if s.label == label)
+    grid.focus()
+    await press(app, pilot, "enter")
+
+
 def cell(app: AttendantApp, label: str) -> SpotStatus:
     return next(s.status for s in app.spots if s.label == label)
 
@@ -188,13 +199,7 @@ def test_an_attendant_waiver_needs_a_supervisor_pin_then_the_car_goes_out(
 
     async def scenario(app: AttendantApp, pilot: Any) -> None:
         await log_in(app, pilot, "Ana", "1357")
-        grid = next(g for g in app.screen.query(LotGrid) if g.spots and any(
-            s.label == ticket.spot_label for s in g.spots))  # fmt: skip
-        tabs = app.screen.query_one("#levels")
-        tabs.active = grid.parent.id  # type: ignore[union-attr, attr-defined]
-        grid.cursor = next(i for i, s in enumerate(grid.spots) if s.label == ticket.spot_label)
-        grid.focus()
-        await press(app, pilot, "enter")
+        await select_spot(app, pilot, ticket.spot_label)
         assert "AB 123" in str(app.screen.query_one("#detail", Static).render())
         await press(app, pilot, "x")
         await fill(app, pilot, "lost ticket, car damaged")
@@ -216,27 +221,97 @@ def test_an_attendant_waiver_needs_a_supervisor_pin_then_the_car_goes_out(
     ]
 
 
-def test_a_lost_ticket_is_found_by_plate_paid_in_cash_and_gets_an_exit_pass(
+def on_screen_qr(widget: Static) -> str:
+    """Decode a QR drawn with half blocks, as a phone camera would read it."""
+    import zxingcpp
+    from PIL import Image
+
+    lines = [line for line in str(widget.render()).splitlines() if set(line) <= set("█▀▄ ")]
+    lines = [line for line in lines if line.strip() or lines]
+    width, scale = max(len(line) for line in lines), 4
+    image = Image.new("L", ((width + 8) * scale, (len(lines) * 2 + 8) * scale), 255)
+    for row, line in enumerate(lines):
+        for col, char in enumerate(line):
+            for half, dark in enumerate((char in "█▀", char in "█▄")):
+                if dark:
+                    x, y = (col + 4) * scale, (row * 2 + half + 4) * scale
+                    image.paste(0, (x, y, x + scale, y + scale))
+    (found,) = zxingcpp.read_barcodes(image)
+    return found.text
+
+
+def test_a_lost_ticket_is_found_by_plate_paid_in_cash_and_gets_an_exit_pass_as_a_qr(
     site: Site, clock: FixedClock, ana: Any
 ) -> None:
+    from attendant.booth import LostTicketScreen
+
     ticket = lk.enter(site, "small", plate="KLX 481")
     clock.advance(hours=1)
+    charge = lk.lost_ticket_quote(site, ticket.id)
 
     async def scenario(app: AttendantApp, pilot: Any) -> None:
         await log_in(app, pilot, "Ana", "1357")
         await press(app, pilot, "l")
         await fill(app, pilot, "KLX 481", "")
-        text = message(app)
-        assert f"Ticket {ticket.id}" in text and "taken in cash" in text
-        app.exit_pass = text.split("Exit pass: ")[1]  # type: ignore[attr-defined]
+        assert isinstance(app.screen, LostTicketScreen)
+        shown = str(app.screen.query_one("#charge", Static).render())
+        assert "KLX 481" in shown and f"Lost-ticket charge: ${charge.due / 100:.2f}" in shown
+        await press(app, pilot, "c")
+        assert "taken in cash" in str(app.screen.query_one("#reader", Static).render())
+        # The preview printer prints nothing: the pass is on screen as a QR.
+        app.exit_pass = on_screen_qr(app.screen.query_one("#pass", Static))  # type: ignore[attr-defined]
+        assert app.exit_pass == app.screen.code  # type: ignore[attr-defined]
+        await press(app, pilot, "c")  # taking it twice is not possible
+        await press(app, pilot, "escape")
+        assert isinstance(app.screen, ConsoleScreen)
 
     app = run_console(site, scenario)
     assert lk.exit(site, app.exit_pass).ticket_id == ticket.id  # type: ignore[attr-defined]
+    cash = [p for p in lk.payments_for(site, stay_id=ticket.id) if p.method == "cash"]
+    assert [p.amount for p in cash] == [charge.due]
+    assert [e.action for e in audit_entries(site)][:1] == ["exit_pass"]
 
 
-def test_a_shift_opens_with_a_float_and_closes_with_its_report(
+def test_a_lost_ticket_paid_by_card_prints_its_exit_pass_on_the_booth_printer(
+    site: Site, clock: FixedClock, ana: Any, tmp_path: Path
+) -> None:
+    from fake_printer import FakePrinter
+
+    from attendant.booth import LostTicketScreen
+    from core.devices.printer import open_printer
+
+    ticket = lk.enter(site, "small")
+    clock.advance(hours=1)
+
+    with FakePrinter() as fake:
+        printer = open_printer(fake.url, tmp_path, timeout=0.5, logo=tmp_path / "none.png")
+
+        async def scenario(app: AttendantApp, pilot: Any) -> None:
+            await log_in(app, pilot, "Ana", "1357")
+            await press(app, pilot, "l")
+            await fill(app, pilot, "", ticket.spot_label)  # found by its spot
+            assert isinstance(app.screen, LostTicketScreen)
+            await press(app, pilot, "k")  # the simulated reader approves
+            assert "paid by card (Visa 4242)" in str(
+                app.screen.query_one("#reader", Static).render()
+            )
+            assert "printed on tcp://" in str(app.screen.query_one("#pass", Static).render())
+
+        run_console(site, scenario, printer=printer, payment_sleep=lambda _: None)
+        assert fake.wait_for_cuts(1)
+        (printed,) = fake.qr_payloads()
+        assert "EXIT PASS" in fake.text() and "Scan this at the exit by" in fake.text()
+
+    (card,) = lk.payments_for(site, stay_id=ticket.id)
+    assert (card.method, card.purpose, card.succeeded) == ("card", "lost_ticket", True)
+    assert lk.exit(site, printed).ticket_id == ticket.id
+
+
+def test_a_shift_opens_with_a_float_and_closes_with_its_report_saved_and_printed(
     site: Site, ana: Any, tmp_path: Path
 ) -> None:
+    from attendant.booth import ReportScreen
+
     async def scenario(app: AttendantApp, pilot: Any) -> None:
         await log_in(app, pilot, "Ana", "1357")
         await press(app, pilot, "s")
@@ -245,9 +320,143 @@ def test_a_shift_opens_with_a_float_and_closes_with_its_report(
         await press(app, pilot, "enter")
         await press(app, pilot, "s")
         await fill(app, pilot, "99.50")
-        text = message(app)
+        assert isinstance(app.screen, ReportScreen)
+        text = app.screen.text
         assert "Cash over/short" in text and "-$0.50" in text and "Saved as" in text
+        await press(app, pilot, "p")
+        assert "Report saved as" in str(app.screen.query_one("#printed", Static).render())
+        await press(app, pilot, "enter")
+        assert isinstance(app.screen, ConsoleScreen)
 
     run_console(site, scenario)
     (report,) = (site.settings.paths.data_dir / "reports").glob("*.csv")
     assert "Cash over/short,-$0.50" in report.read_text()
+    (printed,) = (site.settings.paths.data_dir / "printed").glob("report-*.txt")
+    assert "Cash over/short" in printed.read_text() and "SHIFT" in printed.read_text()
+
+
+def test_moving_a_car_and_closing_its_old_spot_show_on_the_grid_and_in_the_audit(
+    make_site: Any, clock: FixedClock, tmp_path: Path
+) -> None:
+    from conftest import make_layout
+
+    site = make_site(make_layout(small=3))
+    add_staff(site, "Ana", "attendant", "1357")
+    ticket = lk.enter(site, "small")
+    labels = sorted(s.label for s in lk.snapshot(site).spots)
+    to = next(label for label in labels if label != ticket.spot_label)
+
+    async def scenario(app: AttendantApp, pilot: Any) -> None:
+        await log_in(app, pilot, "Ana", "1357")
+        await select_spot(app, pilot, ticket.spot_label)
+        await press(app, pilot, "o")
+        await fill(app, pilot, "oil on the floor")
+        assert "has a car or a booking" in message(app)
+        await press(app, pilot, "enter")
+        await press(app, pilot, "m")
+        await fill(app, pilot, to, "oil leak, moved by valet")
+        assert message(app) == f"Ticket {ticket.id} moved to {to}."
+        await press(app, pilot, "enter")
+        app.follow()
+        await settle(app, pilot)
+        assert cell(app, to) is SpotStatus.OCCUPIED
+        assert cell(app, ticket.spot_label) is SpotStatus.FREE
+        await select_spot(app, pilot, ticket.spot_label)
+        detail = str(app.screen.query_one("#detail", Static).render())
+        assert "free" in detail and f"moved from {ticket.spot_label} to {to}" in detail
+        await press(app, pilot, "o")
+        await fill(app, pilot, "oil on the floor")
+        assert message(app) == f"Spot {ticket.spot_label} closed."
+        await press(app, pilot, "enter")
+        app.follow()
+        await settle(app, pilot)
+        assert cell(app, ticket.spot_label) is SpotStatus.OUT_OF_SERVICE
+        await press(app, pilot, "o")
+        await fill(app, pilot, "cleaned up")
+        assert message(app) == f"Spot {ticket.spot_label} back in service."
+
+    run_console(site, scenario)
+    assert [e.action for e in audit_entries(site)][:3] == [
+        "spot_reopened",
+        "spot_closed",
+        "car_moved",
+    ]
+    assert verify_audit(site).ok
+
+
+def test_a_reservation_is_cancelled_and_a_payment_refunded_with_a_supervisors_pin(
+    site: Site, ana: Any, sam: Any
+) -> None:
+    import helpers
+
+    booked = helpers.paid_reservation(site, start_in_hours=26)
+    (charge,) = lk.payments_for(site, reservation_id=booked.id)
+    money = f"${booked.price / 100:.2f}"
+
+    async def scenario(app: AttendantApp, pilot: Any) -> None:
+        await log_in(app, pilot, "Ana", "1357")
+        await press(app, pilot, "slash")
+        await fill(app, pilot, booked.short_code)
+        assert f"Payment {charge.id}: charge {money} card, succeeded" in message(app)
+        await press(app, pilot, "enter")
+        await press(app, pilot, "c")
+        await fill(app, pilot, booked.short_code, "driver phoned, trip cancelled")
+        assert message(app) == (
+            f"Reservation {booked.short_code} cancelled; {booked.spot_label} is free again. "
+            f"Refunded {money}."
+        )
+        await press(app, pilot, "enter")
+        await press(app, pilot, "r")
+        await fill(app, pilot, str(charge.id), "1", "goodwill")
+        await fill(app, pilot, "Sam", "2468")  # an attendant needs a supervisor
+        assert "Only $0.00 is left to refund" in message(app)
+
+    run_console(site, scenario)
+    assert lk.get_reservation(site, booked.id).state.value == "cancelled"
+    actions = [(e.staff_name, e.action) for e in audit_entries(site)]
+    assert ("Ana", "reservation_cancelled") in actions
+    assert not any(action == "refund" for _, action in actions)  # refused: nothing left
+
+
+def test_a_supervisor_refunds_part_of_a_ticket_payment(
+    site: Site, clock: FixedClock, sam: Any
+) -> None:
+    import helpers
+
+    ticket = lk.enter(site, "small")
+    clock.advance(hours=2)
+    helpers.pay_and_exit(site, ticket.code)
+    (charge,) = lk.payments_for(site, stay_id=ticket.id)
+
+    async def scenario(app: AttendantApp, pilot: Any) -> None:
+        await log_in(app, pilot, "Sam", "2468")
+        await press(app, pilot, "r")
+        await fill(app, pilot, f"#{charge.id}", "1.50", "barrier was stuck")
+        assert message(app).endswith(": $1.50 given back.")
+
+    run_console(site, scenario)
+    refunds = [p for p in lk.payments_for(site, stay_id=ticket.id) if p.kind == "refund"]
+    assert [(p.amount, p.succeeded) for p in refunds] == [(150, True)]
+    entry = audit_entries(site)[0]
+    assert (entry.staff_name, entry.action, entry.data["amount"]) == ("Sam", "refund", 150)
+
+
+def test_the_occupancy_sparkline_shows_the_last_24_hours(
+    site: Site, clock: FixedClock, ana: Any
+) -> None:
+    from textual.widgets import Sparkline
+
+    lk.enter(site, "small")
+    clock.advance(hours=2)
+    lk.enter(site, "small")
+
+    async def scenario(app: AttendantApp, pilot: Any) -> None:
+        await log_in(app, pilot, "Ana", "1357")
+        app.follow()
+        await settle(app, pilot)
+        data = list(app.screen.query_one("#occupancy", Sparkline).data or [])
+        assert len(data) == 48 and data[-1] == 2 and data[0] == 0
+        label = str(app.screen.query_one("#occupancy-label", Label).render())
+        assert "now 2, peak 2" in label
+
+    run_console(site, scenario)

@@ -93,5 +93,8 @@ def test_occupancy_history_counts_the_cars_inside_at_each_instant(
     # An instant exactly at an entry counts the car; at its exit, not.
     assert lk.occupancy_history(site, hours=2, points=3) == [1, 1, 1]
     assert lk.occupancy_history(site, hours=24, points=2) == [0, 1]
+    # Steps that are no whole number of microseconds still end exactly at now.
+    lk.enter(site, "small")
+    assert lk.occupancy_history(site, hours=24, points=48)[-1] == 2
     with pytest.raises(ValueError):
         lk.occupancy_history(site, hours=24, points=1)

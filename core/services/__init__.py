@@ -57,6 +57,7 @@ from core.services.reservations import (
     pay_reservation,
     quote_reservation,
     release_no_shows,
+    reservations_on_spot,
 )
 from core.services.stays import (
     StayStatus,
@@ -127,6 +128,7 @@ __all__ = [
     "release_no_shows",
     "remove_vehicle",
     "report_heartbeat",
+    "reservations_on_spot",
     "retire_key",
     "rotate_key",
     "sign_in",

@@ -176,10 +176,9 @@ def occupancy_history(
         [(entered, 1) for entered, _ in rows]
         + [(exited, -1) for _, exited in rows if exited is not None and exited <= now]
     )
-    step = (now - start) / (points - 1)
     history, inside, index = [], 0, 0
     for i in range(points):
-        instant = start + step * i
+        instant = start + (now - start) * i / (points - 1)  # the last one is now, exactly
         while index < len(changes) and changes[index][0] <= instant:
             inside += changes[index][1]
             index += 1

@@ -461,6 +461,27 @@ def _matches(site: Site, parsed: SignedCode | ShortCode, row: ReservationRow) ->
     return True
 
 
+def reservations_on_spot(site: Site, spot_id: int, limit: int = 3) -> list[Reservation]:
+    """The held or confirmed reservations of a spot that have not ended,
+    soonest first (the console's spot detail)."""
+
+    def work(session: Session) -> list[tuple[ReservationRow, Spot]]:
+        rows = session.scalars(
+            select(ReservationRow)
+            .where(
+                ReservationRow.site_id == site.id,
+                ReservationRow.spot_id == spot_id,
+                ReservationRow.state.in_([ReservationState.HELD, ReservationState.CONFIRMED]),
+                ReservationRow.ends_at > site.clock.now(),
+            )
+            .order_by(ReservationRow.starts_at)
+            .limit(limit)
+        ).all()
+        return [(row, session.get_one(Spot, row.spot_id)) for row in rows]
+
+    return [_reservation(site, row, spot) for row, spot in site.db.read(work)]
+
+
 def find_reservation(site: Site, code: str, source: str = "") -> Reservation:
     """The reservation a code (full or short) names, checked like at
     check-in: a code whose check characters do not match is refused (and
