@@ -646,6 +646,13 @@ class AttendantApp(App[None]):
         feed, alerts = Text(), Text()
         for line in self.standing:
             alerts.append(line + "\n", style="bold red")
+        for spot in self.spots:  # a state, read with the lot: shown while it lasts
+            if spot.status is SpotStatus.OVERSTAY:
+                alerts.append(
+                    f"Overstay in {spot.label}: ticket {spot.ticket_id}"
+                    f"{', ' + spot.plate if spot.plate else ''}\n",
+                    style="bold red",
+                )
         shown_feed = shown_alerts = 0
         for event in reversed(self.events):
             when = self.site.describe_time(event.at)

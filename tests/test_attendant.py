@@ -460,3 +460,59 @@ def test_the_occupancy_sparkline_shows_the_last_24_hours(
         assert "now 2, peak 2" in label
 
     run_console(site, scenario)
+
+
+def test_a_card_declined_at_the_booth_says_so_and_cash_can_follow(
+    site: Site, clock: FixedClock, ana: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stripe._http_client
+    from fake_stripe import FakeStripe
+
+    from attendant.booth import LostTicketScreen
+    from core.payments.stripe_terminal import StripeTerminalProvider
+
+    monkeypatch.setattr(stripe._http_client.HTTPClient, "INITIAL_DELAY", 0.0)
+    ticket = lk.enter(site, "small", plate="KLX 481")
+    clock.advance(hours=1)
+
+    with FakeStripe() as fake:
+        site.use_payment_provider(
+            StripeTerminalProvider(fake.api_key, fake.reader_id, api_base=fake.url)
+        )
+        tapped: list[object] = []
+
+        def sleep(_: float) -> None:  # the driver taps a card that is declined
+            if not tapped:
+                tapped.append(fake.present_card("4000000000000002"))
+
+        async def scenario(app: AttendantApp, pilot: Any) -> None:
+            await log_in(app, pilot, "Ana", "1357")
+            await press(app, pilot, "l")
+            await fill(app, pilot, "KLX 481", "")
+            assert isinstance(app.screen, LostTicketScreen)
+            await press(app, pilot, "k")
+            assert "declined" in str(app.screen.query_one("#reader", Static).render())
+            assert app.screen.code is None and not app.screen.working
+            await press(app, pilot, "c")  # the driver pays cash instead
+            assert app.screen.code is not None
+
+        run_console(site, scenario, payment_sleep=sleep)
+        assert fake.successful_charges() == []
+
+    kinds = [(p.method, p.status.value) for p in lk.payments_for(site, stay_id=ticket.id)]
+    assert kinds == [("card", "failed"), ("cash", "succeeded")]
+
+
+def test_an_overstaying_car_is_an_alert_while_it_stays(
+    site: Site, clock: FixedClock, ana: Any
+) -> None:
+    ticket = lk.enter(site, "small", plate="KLX 481")
+    clock.advance(hours=site.max_stay.total_seconds() / 3600 + 1)
+
+    async def scenario(app: AttendantApp, pilot: Any) -> None:
+        await log_in(app, pilot, "Ana", "1357")
+        alerts = str(app.screen.query_one("#alerts", Static).render())
+        assert f"Overstay in {ticket.spot_label}: ticket {ticket.id}, KLX 481" in alerts
+        assert cell(app, ticket.spot_label) is SpotStatus.OVERSTAY
+
+    run_console(site, scenario)
