@@ -152,6 +152,38 @@ class KioskSettings(_Section):
     start into `<data_dir>/kiosk-pin` (readable only by its owner)."""
 
 
+class SmtpSettings(_Section):
+    """Where reminder emails go out. Unset `host`: no email; the worker
+    logs each notice instead (and the attendant sees the ones for staff)."""
+
+    host: str | None = None
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    """`starttls` (port 587), `tls` (implicit TLS, port 465), or `none`
+    (a relay on the same machine)."""
+    user: str | None = None
+    password: SecretStr | None = None
+    sender: str = "Lotkeeper <lotkeeper@localhost>"
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host)
+
+
+class WorkerSettings(_Section):
+    interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+    """How often the worker runs its jobs."""
+    reservation_reminder_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    max_stay_reminder_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    delivery_attempts: int = Field(default=5, ge=1, le=20)
+    """Tries per notice before the attendant is told it could not be sent."""
+    retry_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """The first retry's delay; each next one waits twice as long."""
+    heartbeat_missing_seconds: int = Field(default=30, ge=5, le=3600)
+    """A kiosk silent this long is reported to the attendant."""
+
+
 class PathSettings(_Section):
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("lotkeeper")))
 
@@ -172,6 +204,8 @@ class Settings(BaseSettings):
     payments: PaymentSettings = PaymentSettings()
     printer: PrinterSettings = PrinterSettings()
     kiosk: KioskSettings = KioskSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    worker: WorkerSettings = WorkerSettings()
     paths: PathSettings = PathSettings()
 
     @classmethod

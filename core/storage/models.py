@@ -193,6 +193,11 @@ class Account(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Which notices the driver wants by email (all, unless they say no).
+    remind_reservation: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    remind_max_stay: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    notify_overstay: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    notify_changes: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
 
 
 class SignInThrottle(Base):
@@ -399,3 +404,48 @@ class Shift(Base):
     float_amount: Mapped[int] = mapped_column(Integer)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     counted_amount: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Notification(Base):
+    """One notice, recorded once: the unique key (site, kind, subject) is
+    what stops two workers, or one worker twice, from sending it again.
+    `state` goes pending -> sent, or -> failed after the last try; a worker
+    takes a row by moving `lease_until` forward with a conditional UPDATE."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("site_id", "kind", "subject"),
+        Index(None, "site_id", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    subject: Mapped[str] = mapped_column(String(64))  # "reservation 7", "stay 42"
+    channel: Mapped[str] = mapped_column(String(16))  # email, attendant, log
+    recipient: Mapped[str] = mapped_column(String(254), default="")
+    account_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    payload: Mapped[str] = mapped_column(Text, default="{}")
+    state: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str] = mapped_column(String(255), default="")
+
+
+class WorkerJob(Base):
+    """A scheduled job of the site's worker: who runs it now (a lease taken
+    by a conditional UPDATE, so two workers never run the same job at
+    once) and when it last finished."""
+
+    __tablename__ = "worker_jobs"
+
+    site_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_result: Mapped[str] = mapped_column(String(255), default="")
