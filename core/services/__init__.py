@@ -30,6 +30,11 @@ from core.services.entry import enter, exit
 from core.services.events import EventBatch, EventCursor, events_since, recent_events
 from core.services.keys import KeyInfo, list_keys, retire_key, rotate_key
 from core.services.layout import load_layout, load_layout_file
+from core.services.notifications import (
+    Preferences,
+    notification_preferences,
+    set_notification_preferences,
+)
 from core.services.payments import (
     cancel_payment,
     get_payment,
@@ -81,6 +86,7 @@ __all__ = [
     "LotFull",
     "LotSnapshot",
     "Payment",
+    "Preferences",
     "Reservation",
     "ReservationState",
     "StayStatus",
@@ -112,6 +118,7 @@ __all__ = [
     "load_layout_file",
     "lost_ticket_quote",
     "note_overstays",
+    "notification_preferences",
     "occupancy_history",
     "pay_lost_ticket",
     "pay_reservation",
@@ -131,6 +138,7 @@ __all__ = [
     "reservations_on_spot",
     "retire_key",
     "rotate_key",
+    "set_notification_preferences",
     "sign_in",
     "snapshot",
     "standing_alerts",

@@ -99,7 +99,8 @@ class Cancellation:
     refund_amount: int
 
 
-def _reservation(site: Site, row: ReservationRow, spot: Spot) -> Reservation:
+def reservation_of(site: Site, row: ReservationRow, spot: Spot) -> Reservation:
+    """The view of a reservation row, with its codes signed again."""
     keyring = site.keyring()
     if row.key_id not in keyring.keys:
         keyring = site.keyring(refresh=True)
@@ -145,7 +146,7 @@ def get_reservation(site: Site, reservation_id: int, account_id: int | None = No
     row, spot = site.db.read(lambda s: _load(s, site, reservation_id))
     if account_id is not None and row.account_id != account_id:
         raise NotFound("That reservation does not exist.")
-    return _reservation(site, row, spot)
+    return reservation_of(site, row, spot)
 
 
 def _window(
@@ -241,7 +242,7 @@ def hold(
             "Sorry, no spot for a {size} car is free for that whole time. Please try other times.",
             size=car.label,
         )
-    return _reservation(site, *result)
+    return reservation_of(site, *result)
 
 
 def pay_reservation(
@@ -479,7 +480,7 @@ def reservations_on_spot(site: Site, spot_id: int, limit: int = 3) -> list[Reser
         ).all()
         return [(row, session.get_one(Spot, row.spot_id)) for row in rows]
 
-    return [_reservation(site, row, spot) for row, spot in site.db.read(work)]
+    return [reservation_of(site, row, spot) for row, spot in site.db.read(work)]
 
 
 def find_reservation(site: Site, code: str, source: str = "") -> Reservation:
@@ -499,7 +500,7 @@ def find_reservation(site: Site, code: str, source: str = "") -> Reservation:
     found = site.db.read(work)
     if isinstance(found, TicketError):
         raise found
-    return _reservation(site, *found)
+    return reservation_of(site, *found)
 
 
 class _Refused(Exception):
@@ -785,7 +786,7 @@ def account_reservations(
         return int(total or 0), [(r, s) for r, s in rows]
 
     total, rows = site.db.read(work)
-    return Page(tuple(_reservation(site, r, s) for r, s in rows), page, per_page, total)
+    return Page(tuple(reservation_of(site, r, s) for r, s in rows), page, per_page, total)
 
 
 def describe_price(reservation: Reservation) -> str:
@@ -838,6 +839,6 @@ def account_spots(site: Site, account_id: int) -> AccountSpots:
     # A lapsed hold is gone for the driver even before the worker tidies it.
     live = [(r, s) for r, s in rows if r.state != ReservationState.HELD or r.hold_expires_at > now]
     return AccountSpots(
-        tuple(_reservation(site, r, s) for r, s in live),
+        tuple(reservation_of(site, r, s) for r, s in live),
         tuple(stay_status(site, stay_id) for stay_id in stay_ids),
     )
