@@ -254,6 +254,51 @@ def cmd_kiosk(args: argparse.Namespace, out: TextIO) -> int:
     )
 
 
+def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
+    import logging
+    import signal
+    import threading
+
+    from core.worker import Worker, job_status
+
+    site = _open(args)
+    if args.status:
+        for job in job_status(site):
+            ran = site.describe_time(job.last_run_at) if job.last_run_at else "never"
+            held = f", taken by {job.lease_owner}" if job.lease_owner else ""
+            out.write(f"{job.name:<18} last run {ran}: {job.last_result or '-'}{held}\n")
+        return 0
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("lotkeeper.worker").setLevel(logging.INFO)
+    send_email = None
+    if site.settings.smtp.configured:
+        from core.mail import SmtpMailer
+
+        send_email = SmtpMailer(site.settings.smtp, site)
+    else:
+        logging.getLogger("lotkeeper.worker").warning(
+            "no SMTP server configured (smtp.host): driver notices are logged, not emailed"
+        )
+    stop = threading.Event()
+    worker = Worker(site, worker_id=args.worker_id, send_email=send_email, stop=stop)
+    if args.once:
+        report = worker.run_once()
+        return EXIT_ERROR if report.errors else 0
+
+    def stopping(signum: int, frame: object) -> None:
+        stop.set()  # finish the action under way, then leave
+
+    before = {sig: signal.signal(sig, stopping) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        worker.run(args.interval)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    return 0
+
+
 def cmd_attendant(args: argparse.Namespace, out: TextIO) -> int:
     try:
         from attendant.app import AttendantApp
@@ -408,6 +453,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("verify", cmd_audit_verify, "check the audit trail's hash chain", audit)
 
     add("attendant", cmd_attendant, "run the attendant console (lot grid, feed, overrides)")
+
+    worker = add(
+        "worker",
+        cmd_worker,
+        "run the background jobs: holds, no-shows, overstays, reminders, reconciler",
+    )
+    worker.add_argument("--once", action="store_true", help="one pass, then exit")
+    worker.add_argument("--interval", type=float, help="seconds between passes")
+    worker.add_argument("--worker-id", help="name in the logs and job leases (host:pid)")
+    worker.add_argument("--status", action="store_true", help="show the jobs' last runs")
 
     kiosk = add("kiosk", cmd_kiosk, "run the touchscreen kiosk (entry, pay, exit)")
     kiosk.add_argument("--role", choices=["entry", "pay", "exit", "combined"])
