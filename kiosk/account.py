@@ -19,6 +19,7 @@ from textual.widgets import Button, Input, Label, Static
 from core import services as lk
 from core.domain import Account, Payment, Size
 from core.errors import InvalidInput
+from core.services.notifications import Preferences
 from core.services.reservations import Reservation
 from core.tariff import Quote, format_money
 from kiosk.i18n import N_, _
@@ -163,6 +164,7 @@ class AccountHomeScreen(AccountScreen):
             with Horizontal():
                 yield BigButton(_("My payments"), "f3", id="payments")
                 yield BigButton(_("My vehicles"), "f4", id="vehicles")
+                yield BigButton(_("Reminders"), "f5", id="reminders")
             yield BigButton(_("Sign out"), "escape", id="home", variant="error")
             yield Label("", id="countdown")
 
@@ -181,6 +183,10 @@ class AccountHomeScreen(AccountScreen):
     @on(Button.Pressed, "#vehicles")
     def vehicles(self) -> None:
         self.app.push_screen(VehiclesScreen())
+
+    @on(Button.Pressed, "#reminders")
+    def reminders(self) -> None:
+        self.app.push_screen(RemindersScreen())
 
 
 class ListScreen(AccountScreen):
@@ -296,6 +302,53 @@ class VehiclesScreen(ListScreen, FormScreen):
     def changed(self, _result: object) -> None:
         self.busy(None)
         self.reload()
+
+
+class RemindersScreen(AccountScreen):
+    """Which emails the driver wants: each button turns one on or off."""
+
+    CHOICES = (
+        ("remind_reservation", N_("Reminder 30 minutes before a reservation"), "f1"),
+        ("remind_max_stay", N_("Reminder 15 minutes before my parking time ends"), "f2"),
+        ("notify_overstay", N_("Notice when my car is past its time"), "f3"),
+        ("notify_changes", N_("Notice when a reservation is cancelled or moved"), "f4"),
+    )
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(_("Emails to {email}").format(email=self.account.email), id="title")
+            for choice, _text, key in self.CHOICES:
+                yield BigButton("...", key, id=choice)
+            yield BigButton(_("Back"), "escape", id="back", variant="default")
+            yield Label("", id="busy")
+            yield Label("", id="countdown")
+
+    def on_mount(self) -> None:
+        account_id, site = self.account.id, self.kiosk.site
+        self.kiosk.call_core(self, lambda: lk.notification_preferences(site, account_id), self.show)
+
+    def show(self, prefs: Preferences) -> None:
+        self.busy(None)
+        self.prefs = prefs
+        for choice, text, key in self.CHOICES:
+            state = _("on") if getattr(prefs, choice) else _("off")
+            label = Text(f"{_(text)}: {state} [{key.upper()}]")
+            button = self.query_one(f"#{choice}", Button)
+            button.label = label
+            button.variant = "success" if getattr(prefs, choice) else "default"
+
+    @on(Button.Pressed)
+    def toggle(self, event: Button.Pressed) -> None:
+        choice = event.button.id or ""
+        prefs = getattr(self, "prefs", None)
+        if prefs is None or choice not in dict((c, t) for c, t, _k in self.CHOICES):
+            return
+        account_id, site = self.account.id, self.kiosk.site
+        wanted = {choice: not getattr(prefs, choice)}
+        self.busy(_("Saving..."))
+        self.kiosk.call_core(
+            self, lambda: lk.set_notification_preferences(site, account_id, **wanted), self.show
+        )
 
 
 def _parse_start(day: str, clock_time: str, zone: Any) -> datetime:

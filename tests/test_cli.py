@@ -215,3 +215,22 @@ def test_staff_add_list_disable_and_audit_verify(
     assert (
         code == 1 and out == "audit trail BROKEN at row 1: row 1 was changed after it was written\n"
     )
+
+
+def test_worker_once_runs_every_job_and_status_shows_them(data_dir: Path) -> None:
+    import logging
+
+    code, _ = run("worker", "--once", "--worker-id", "booth-pc:1")
+    assert code == 0
+    code, out = run("worker", "--status")
+    jobs = {line.split()[0]: line for line in out.splitlines()}
+    assert code == 0 and set(jobs) == {
+        "expire_holds",
+        "release_no_shows",
+        "overstays",
+        "plan_notices",
+        "deliver_notices",
+        "reconcile",
+    }
+    assert all(": ok" in line and "taken by" not in line for line in jobs.values())
+    logging.getLogger().handlers.clear()  # basicConfig's handler holds a closed stream

@@ -82,6 +82,31 @@ def test_create_an_account_add_a_vehicle_and_see_payments(site: Site, tmp_path: 
     ]
 
 
+def test_a_driver_turns_a_reminder_off_and_back_on(site: Site, tmp_path: Path) -> None:
+    ada = lk.create_account(site, "Ada", "ada@example.com", PASSWORD)
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await sign_in(app, pilot)
+        await press(app, pilot, "f5")
+        assert isinstance(app.screen, screens_account.RemindersScreen)
+        assert "Emails to ada@example.com" in shown(app)
+        assert "Reminder 30 minutes before a reservation: on" in shown(app)
+        await press(app, pilot, "f1")
+        assert "Reminder 30 minutes before a reservation: off" in shown(app)
+        assert not lk.notification_preferences(site, ada.id).remind_reservation
+        await press(app, pilot, "f2")
+        await press(app, pilot, "f2")
+        assert "my parking time ends: on" in shown(app)
+
+    run_kiosk(site, tmp_path, scenario)
+    prefs = lk.notification_preferences(site, ada.id)
+    assert (prefs.remind_reservation, prefs.remind_max_stay, prefs.notify_changes) == (
+        False,
+        True,
+        True,
+    )
+
+
 def test_a_wrong_password_is_refused_without_saying_which_part(site: Site, tmp_path: Path) -> None:
     lk.create_account(site, "Ada", "ada@example.com", "something else")
 
