@@ -299,6 +299,19 @@ def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_api(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        import uvicorn
+
+        from api.app import create_app
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise ConfigError(f"the API is not installed ({exc})") from None
+
+    site = _open(args)
+    uvicorn.run(create_app(site), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 def cmd_attendant(args: argparse.Namespace, out: TextIO) -> int:
     try:
         from attendant.app import AttendantApp
@@ -453,6 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("verify", cmd_audit_verify, "check the audit trail's hash chain", audit)
 
     add("attendant", cmd_attendant, "run the attendant console (lot grid, feed, overrides)")
+
+    api = add("api", cmd_api, "serve the remote API for drivers (HTTP and WebSocket)")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8080)
 
     worker = add(
         "worker",

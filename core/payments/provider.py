@@ -81,6 +81,10 @@ class ProviderUnavailable(Exception):
     the same key is safe to repeat."""
 
 
+class IntentNotSupported(Exception):
+    """This provider takes no payments made by the client itself."""
+
+
 class PaymentProvider(Protocol):
     """A way to take card payments. Implementations: `simulated`,
     `stripe-terminal`."""
@@ -88,6 +92,8 @@ class PaymentProvider(Protocol):
     name: str
     # True for the demo provider: results and receipts must say so.
     simulated: bool
+    # True when it can take payments the client made itself (`claim_intent`).
+    client_payments: bool
 
     def start(self, request: ChargeRequest) -> ProviderState:
         """Create the payment (idempotent by key) and hand it to the reader.
@@ -120,4 +126,11 @@ class PaymentProvider(Protocol):
 
     def reader_health(self) -> ReaderHealth:
         """Whether the card reader can take a payment now. Never raises."""
+        ...
+
+    def claim_intent(self, intent_id: str, request: ChargeRequest) -> ProviderState:
+        """A payment the client made itself (a Stripe PaymentIntent it
+        confirmed from a phone or the web): its state, once checked to be
+        for `request`'s amount and currency, captured if it was only
+        authorized. Never creates a charge. Raises `IntentNotSupported`."""
         ...

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from core.clock import Clock
 from core.payments.provider import (
     ChargeRequest,
+    IntentNotSupported,
     PaymentStatus,
     ProviderState,
     ProviderUnavailable,
@@ -64,6 +65,7 @@ PRESENT_CARD = "Simulated reader: tap, insert or swipe a card"
 class SimulatedProvider:
     name = "simulated"
     simulated = True
+    client_payments = False
 
     def __init__(self, db: Database, site_id: str, clock: Clock) -> None:
         self._db = db
@@ -93,6 +95,11 @@ class SimulatedProvider:
                 failure_message="The payment was cancelled.",
             )
         return ProviderState(status, row.ref, reader_message=PRESENT_CARD)
+
+    def claim_intent(self, intent_id: str, request: ChargeRequest) -> ProviderState:
+        raise IntentNotSupported(
+            "This garage takes simulated payments: pay with a test card, not a PaymentIntent."
+        )
 
     def start(self, request: ChargeRequest) -> ProviderState:
         """Record the charge (once per key) and wait for the card."""

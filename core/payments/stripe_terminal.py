@@ -140,6 +140,7 @@ class StripeTerminalProvider:
 
     name = "stripe-terminal"
     simulated = False
+    client_payments = True
 
     def __init__(
         self,
@@ -224,6 +225,33 @@ class StripeTerminalProvider:
             raise self._unexpected("refund the payment", exc) from exc
 
     # -- the flows ---------------------------------------------------------
+
+    def claim_intent(self, intent_id: str, request: ChargeRequest) -> ProviderState:
+        try:
+            return self._claim_intent(intent_id, request)
+        except stripe.InvalidRequestError:
+            return ProviderState(
+                PaymentStatus.FAILED,
+                failure_code="intent_unknown",
+                failure_message="Stripe has no such PaymentIntent.",
+            )
+        except stripe.StripeError as exc:
+            raise self._unexpected("check the PaymentIntent", exc) from exc
+
+    def _claim_intent(self, intent_id: str, request: ChargeRequest) -> ProviderState:
+        intent = self._retrieve_intent(intent_id)
+        if intent.amount != request.amount or intent.currency != request.currency:
+            return ProviderState(
+                PaymentStatus.FAILED,
+                failure_code="intent_mismatch",
+                failure_message=(
+                    f"That PaymentIntent is for {intent.amount} {intent.currency}, "
+                    f"not {request.amount} {request.currency}."
+                ),
+            )
+        if intent.status == "requires_capture":
+            intent = self._capture(intent.id)
+        return self._state_of(intent)
 
     def _start(self, request: ChargeRequest) -> ProviderState:
         try:

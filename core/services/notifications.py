@@ -194,30 +194,49 @@ def _stay_account(session: Session, site: Site, stay: Stay) -> Account | None:
     return None
 
 
+def _booked(
+    session: Session, site: Site, *where: Any
+) -> list[tuple[ReservationRow, Spot, Account]]:
+    """Reservations matching `where`, with their spot and account."""
+    rows = session.execute(
+        select(ReservationRow, Spot, Account)
+        .join(Spot, Spot.id == ReservationRow.spot_id)
+        .join(Account, Account.id == ReservationRow.account_id)
+        .where(ReservationRow.site_id == site.id, *where)
+        .order_by(ReservationRow.starts_at)
+        .limit(500)
+    )
+    return [(row, spot, account) for row, spot, account in rows]
+
+
 def _due(session: Session, site: Site, now: datetime) -> list[_Due]:
     settings = site.settings.worker
     found: list[_Due] = []
     soon = now + timedelta(minutes=settings.reservation_reminder_minutes)
-    for row, spot, account in session.execute(
-        select(ReservationRow, Spot, Account)
-        .join(Spot, Spot.id == ReservationRow.spot_id)
-        .join(Account, Account.id == ReservationRow.account_id)
-        .where(
-            ReservationRow.site_id == site.id,
-            ReservationRow.state == "confirmed",
-            ReservationRow.starts_at > now,
-            ReservationRow.starts_at <= soon,
-        )
-        .limit(500)
+    for row, spot, account in _booked(
+        session,
+        site,
+        ReservationRow.state == "confirmed",
+        ReservationRow.starts_at > now,
+        ReservationRow.starts_at <= soon,
     ):
         payload = _reservation_payload(site, row, spot)
         found.append(_Due(NoticeKind.RESERVATION_SOON, f"reservation {row.id}", account, payload))
 
+    # Cars due out within the reminder time, or out of time for less than a
+    # day (older overstays were told then; the attendant has them anyway).
     ending = now + timedelta(minutes=settings.max_stay_reminder_minutes)
+    since = now - CHANGES_LOOKBACK
     for stay, spot in session.execute(
         select(Stay, Spot)
         .join(Spot, Spot.id == Stay.spot_id)
-        .where(Stay.site_id == site.id, Stay.exited_at.is_(None), Stay.max_stay_until <= ending)
+        .where(
+            Stay.site_id == site.id,
+            Stay.exited_at.is_(None),
+            Stay.max_stay_until <= ending,
+            Stay.max_stay_until > since,
+        )
+        .order_by(Stay.max_stay_until)
         .limit(500)
     ):
         owner = _stay_account(session, site, stay)
@@ -233,18 +252,12 @@ def _due(session: Session, site: Site, now: datetime) -> list[_Due]:
         }
         found.append(_Due(kind, f"stay {stay.id}", owner, payload))
 
-    since = now - CHANGES_LOOKBACK
-    for row, spot, account in session.execute(
-        select(ReservationRow, Spot, Account)
-        .join(Spot, Spot.id == ReservationRow.spot_id)
-        .join(Account, Account.id == ReservationRow.account_id)
-        .where(
-            ReservationRow.site_id == site.id,
-            ReservationRow.state.in_(["cancelled", "no_show"]),
-            ReservationRow.starts_at > since,
-            or_(ReservationRow.cancelled_at.is_(None), ReservationRow.cancelled_at > since),
-        )
-        .limit(500)
+    for row, spot, account in _booked(
+        session,
+        site,
+        ReservationRow.state.in_(["cancelled", "no_show"]),
+        ReservationRow.starts_at > since,
+        or_(ReservationRow.cancelled_at.is_(None), ReservationRow.cancelled_at > since),
     ):
         payload = _reservation_payload(site, row, spot) | {"released": row.state == "no_show"}
         found.append(

@@ -29,6 +29,7 @@ from core.domain import EventKind, Page, Payment, PaymentPurpose
 from core.errors import InvalidInput, NotFound, PaymentUnavailable, RefundRefused
 from core.payments.provider import (
     ChargeRequest,
+    IntentNotSupported,
     PaymentStatus,
     ProviderState,
     ProviderUnavailable,
@@ -127,6 +128,46 @@ def start_payment(
         raise InvalidInput("A payment needs a positive amount in minor units.")
     provider = site.payments
     key = idempotency_key or f"{site.id}:{purpose.value}:{uuid.uuid4().hex}"
+    row = _pending_charge(
+        site,
+        key,
+        purpose,
+        amount,
+        stay_id=stay_id,
+        reservation_id=reservation_id,
+        account_id=account_id,
+        source=source,
+    )
+    if row.status != PaymentStatus.PENDING or row.provider_ref is not None:
+        return _payment(row)  # a replay of a call that already got this far
+    try:
+        state = provider.start(_request(site, row, card))
+    except ProviderUnavailable as exc:
+        raise PaymentUnavailable(
+            f"The card reader cannot be reached right now ({exc}). "
+            "You have not been charged; please try again or see the attendant."
+        ) from exc
+    if state.provider_ref is not None:
+        _remember_ref(site, row.id, state.provider_ref)
+    if state.status.final:
+        return _settle(site, row.id, state)
+    return _payment(_reload(site, row.id), state.reader_message)
+
+
+def _pending_charge(
+    site: Site,
+    key: str,
+    purpose: PaymentPurpose,
+    amount: int,
+    *,
+    stay_id: int | None = None,
+    reservation_id: int | None = None,
+    account_id: int | None = None,
+    source: str = "",
+) -> PaymentRow:
+    """The ledger row under `key`: written pending (and committed) before
+    the provider hears of it, or the one an earlier call wrote."""
+    provider = site.payments
 
     def write(session: Session) -> PaymentRow:
         existing = session.scalars(
@@ -155,15 +196,57 @@ def start_payment(
         session.flush()
         return row
 
-    row = site.db.write(write)
-    if row.status != PaymentStatus.PENDING or row.provider_ref is not None:
-        return _payment(row)  # a replay of a call that already got this far
+    return site.db.write(write)
+
+
+def claim_payment_intent(
+    site: Site,
+    purpose: PaymentPurpose,
+    amount: int,
+    intent_id: str,
+    *,
+    reservation_id: int | None = None,
+    account_id: int | None = None,
+    source: str = "",
+) -> Payment:
+    """Record a payment the client made itself with the provider (a Stripe
+    PaymentIntent it confirmed), once checked with the provider to be for
+    `amount`. One intent pays for one thing: its id is the ledger key, so
+    a second claim returns the first payment, and a claim for something
+    else is refused. Raises `InvalidInput` when this site's provider takes
+    no such payments, `PaymentUnavailable` when it cannot be asked."""
+    if not site.payments.client_payments:
+        raise InvalidInput(
+            "This garage takes simulated payments: pay with a test card, not a PaymentIntent."
+        )
+    row = _pending_charge(
+        site,
+        f"{site.id}:intent:{intent_id}",
+        purpose,
+        amount,
+        reservation_id=reservation_id,
+        account_id=account_id,
+        source=source,
+    )
+    if row.purpose != purpose.value or row.reservation_id != reservation_id:
+        raise InvalidInput("That PaymentIntent already paid for something else.")
+    if row.status != PaymentStatus.PENDING:
+        return _payment(row)
     try:
-        state = provider.start(_request(site, row, card))
+        state = site.payments.claim_intent(intent_id, _request(site, row))
+    except IntentNotSupported as exc:
+        _settle(
+            site,
+            row.id,
+            ProviderState(
+                PaymentStatus.FAILED, failure_code="intent_not_supported", failure_message=str(exc)
+            ),
+        )
+        raise InvalidInput(str(exc)) from None
     except ProviderUnavailable as exc:
         raise PaymentUnavailable(
-            f"The card reader cannot be reached right now ({exc}). "
-            "You have not been charged; please try again or see the attendant."
+            f"The payment provider cannot be reached right now ({exc}); "
+            "nothing was charged again. Try again shortly."
         ) from exc
     if state.provider_ref is not None:
         _remember_ref(site, row.id, state.provider_ref)

@@ -45,7 +45,12 @@ from core.payments.provider import PaymentStatus
 from core.services.claims import claim_best_spot, take_spot
 from core.services.entry import make_ticket, record_rejection, source_name, stay_steps
 from core.services.events import record_event
-from core.services.payments import on_settled, refund_payment, start_payment
+from core.services.payments import (
+    claim_payment_intent,
+    on_settled,
+    refund_payment,
+    start_payment,
+)
 from core.services.stays import StayStatus, stay_status
 from core.site import Site
 from core.storage.batch import Step
@@ -245,12 +250,8 @@ def hold(
     return reservation_of(site, *result)
 
 
-def pay_reservation(
-    site: Site, reservation_id: int, card: str | None = None, kiosk: str = ""
-) -> Payment:
-    """Start paying for a held reservation. When the payment succeeds the
-    reservation is confirmed in the same transaction that settles it. Raises
-    `ReservationError` ("hold_expired", "not_held") when it cannot be paid."""
+def _payable(site: Site, reservation_id: int) -> ReservationRow:
+    """A held reservation whose hold has not run out, or `ReservationError`."""
     row, _ = site.db.read(lambda s: _load(s, site, reservation_id))
     if row.state != ReservationState.HELD:
         raise ReservationError("not_held", f"This reservation is {row.state.replace('_', ' ')}.")
@@ -260,6 +261,36 @@ def pay_reservation(
             "The 5 minutes to pay for this reservation are up and the spot was "
             "released. Please start again.",
         )
+    return row
+
+
+def pay_reservation_with_intent(
+    site: Site, reservation_id: int, intent_id: str, kiosk: str = ""
+) -> Payment:
+    """Pay a held reservation with a Stripe PaymentIntent the driver's phone
+    or browser confirmed for its price (the remote API). Checked with Stripe
+    and captured if it was only authorized; the reservation is confirmed as
+    the payment settles. A pending intent (still processing) is settled by
+    the reconciler; `confirm_reservation` then confirms."""
+    row = _payable(site, reservation_id)
+    return claim_payment_intent(
+        site,
+        PaymentPurpose.RESERVATION,
+        row.price,
+        intent_id.strip(),
+        reservation_id=row.id,
+        account_id=row.account_id,
+        source=source_name(kiosk),
+    )
+
+
+def pay_reservation(
+    site: Site, reservation_id: int, card: str | None = None, kiosk: str = ""
+) -> Payment:
+    """Start paying for a held reservation. When the payment succeeds the
+    reservation is confirmed in the same transaction that settles it. Raises
+    `ReservationError` ("hold_expired", "not_held") when it cannot be paid."""
+    row = _payable(site, reservation_id)
     # One charge per reservation, however often "pay" is pressed: attempt N
     # has its own key, and N moves on only when a card was declined or the
     # driver cancelled, so a pending or paid attempt is found again.

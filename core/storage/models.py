@@ -449,3 +449,33 @@ class WorkerJob(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_result: Mapped[str] = mapped_column(String(255), default="")
+
+
+class ApiToken(Base):
+    """A signed-in API client: only the SHA-256 of its bearer token is
+    kept. It stops working when it expires or is revoked (sign-out)."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (Index(None, "site_id", "account_id"),)
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class IdempotentRequest(Base):
+    """A write sent with an Idempotency-Key: the first request's answer,
+    returned again for a replay. `status` is 0 while the first one runs."""
+
+    __tablename__ = "idempotent_requests"
+
+    site_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)  # "account 7", "anonymous"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # method, path and body
+    status: Mapped[int] = mapped_column(Integer, default=0)
+    body: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,1 @@
+"""The remote API for drivers (`lotkeeper api`)."""

@@ -1,0 +1,515 @@
+"""The remote API for drivers: accounts, live availability, advance
+reservations (quote, 5-minute hold, pay, cancel), history, and live
+availability over a WebSocket. It serves the same engine as the kiosks,
+through `core` service functions only.
+
+Every error is JSON `{"code", "message", "field"}` with a stable code;
+bad input is 422 naming the field. Writes take an `Idempotency-Key`
+header: a replay gets the first answer. Sign-in is rate limited per client
+address, on top of the engine's per-email slow-down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, FastAPI, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.live import LiveFeed
+from api.schemas import (
+    AccountSpotsOut,
+    Cancelled,
+    CarSize,
+    Credentials,
+    NewUser,
+    Paid,
+    PaymentOut,
+    PaymentsPage,
+    PayRequest,
+    Problem,
+    ReservationOut,
+    ReserveRequest,
+    SessionToken,
+    Spots,
+    StayOut,
+    User,
+)
+from core import services as lk
+from core.domain import Size, SpotStatus
+from core.errors import LotkeeperError, ReservationError, SignInThrottled
+from core.services.api_access import (
+    NotSignedIn,
+    account_for_token,
+    begin_idempotent,
+    finish_idempotent,
+    issue_token,
+    revoke_token,
+)
+from core.services.availability import summarize
+from core.site import Site
+
+log = logging.getLogger("lotkeeper.api")
+T = TypeVar("T")
+Write = Callable[[], tuple[int, BaseModel | None]]
+
+STATUS = {
+    "invalid_input": 422,
+    "invalid_code": 422,
+    "not_found": 404,
+    "forbidden": 403,
+    "lot_full": 409,
+    "email_taken": 409,
+    "plate_taken": 409,
+    "no_spot": 409,
+    "hold_expired": 409,
+    "not_held": 409,
+    "not_paid": 409,
+    "not_cancellable": 409,
+    "nothing_to_pay": 409,
+    "refund_refused": 409,
+    "idempotency_conflict": 409,
+    "payment_declined": 402,
+    "not_signed_in": 401,
+    "sign_in_failed": 401,
+    "sign_in_throttled": 429,
+    "too_many_requests": 429,
+    "database_unavailable": 503,
+    "payment_unavailable": 503,
+}
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": description}
+    for status, description in (
+        (401, "Not signed in, or the session ended"),
+        (403, "Another account's data"),
+        (404, "No such thing"),
+        (409, "Refused as things stand (lot full, hold expired, ...)"),
+        (422, "Bad input: `field` names it"),
+        (429, "Too many attempts: wait `Retry-After` seconds"),
+        (503, "The database or the payment provider is unreachable; retry"),
+    )
+}
+
+
+LOCATIONS = ("body", "query", "path", "header")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+
+def problem(
+    status: int, code: str, message: str, field: str | None = None, **headers: str
+) -> JSONResponse:
+    body = Problem(code=code, message=message, field=field).model_dump()
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def engine_problem(error: LotkeeperError) -> JSONResponse:
+    """An engine refusal as an answer: its stable code and its message."""
+    code = error_code(error)
+    headers = {}
+    if isinstance(error, SignInThrottled):
+        headers["Retry-After"] = str(error.retry_after_seconds)
+    if isinstance(error, NotSignedIn):
+        headers["WWW-Authenticate"] = "Bearer"
+    return problem(STATUS.get(code, 409), code, str(error), **headers)
+
+
+def error_code(error: LotkeeperError) -> str:
+    if isinstance(error, ReservationError):
+        return error.code  # no_spot, hold_expired, not_cancellable, ...
+    if error.code == "invalid_ticket":
+        return "invalid_code"
+    return error.code
+
+
+class SignInLimiter:
+    """At most `attempts` sign-ins per client address in `window` seconds."""
+
+    def __init__(self, attempts: int = 10, window: float = 60.0) -> None:
+        self.attempts, self.window = attempts, window
+        self.seen: dict[str, deque[float]] = defaultdict(deque)
+        self.lock = threading.Lock()
+
+    def check(self, client: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            recent = self.seen[client]
+            while recent and recent[0] <= now - self.window:
+                recent.popleft()
+            if len(recent) >= self.attempts:
+                wait = int(recent[0] + self.window - now) + 1
+                raise ApiError(429, "too_many_requests", f"Too many sign-ins; wait {wait} s.")
+            recent.append(now)
+
+
+bearer = HTTPBearer(auto_error=False)
+BearerToken = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def current_account(request: Request, credentials: BearerToken) -> int:
+    """The signed-in account, from the bearer token."""
+    if credentials is None:
+        raise NotSignedIn("Sign in first (POST /session), then send its token as a Bearer.")
+    return account_for_token(request.app.state.site, credentials.credentials)
+
+
+Me = Annotated[int, Depends(current_account)]
+IdemKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="Send the same key to retry safely: a replay gets the first answer.",
+    ),
+]
+
+
+def create_app(
+    site: Site,
+    *,
+    tail_seconds: float = 0.25,
+    sign_in_limiter: SignInLimiter | None = None,
+) -> FastAPI:
+    """The API on `site`. `tail_seconds`: how often the live feed reads the
+    event log (changes reach WebSocket clients within about that)."""
+    limiter = sign_in_limiter or SignInLimiter()
+    live = LiveFeed(site, tail_seconds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(live.run())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(
+        title="Lotkeeper",
+        version="1.0",
+        summary="Parking for drivers: availability, reservations, payments.",
+        lifespan=lifespan,
+        responses={422: ERRORS[422], 503: ERRORS[503]},
+    )
+    app.state.live = live
+    app.state.site = site
+
+    # -- errors --------------------------------------------------------------------
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        return problem(error.status, error.code, error.message, error.field)
+
+    @app.exception_handler(LotkeeperError)
+    async def engine_error(request: Request, error: LotkeeperError) -> JSONResponse:
+        return engine_problem(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_input(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        where = [
+            str(part)
+            for part in first.get("loc", ())
+            if part not in ("body", "query", "path", "header")
+        ]
+        field = ".".join(where) or None
+        message = str(first.get("msg", "Invalid input.")).removeprefix("Value error, ")
+        return problem(422, "invalid_input", f"{field}: {message}" if field else message, field)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem(500, "internal_error", "Something went wrong on our side; it is logged.")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        return problem(error.status_code, codes.get(error.status_code, "error"), str(error.detail))
+
+    # -- who is asking (the `Me` dependency, below) ---------------------------------
+
+    def own(me: int, wanted: int) -> None:
+        if me != wanted:
+            raise ApiError(403, "forbidden", "You can only see your own account's data.")
+
+    def own_reservation(me: int, reservation_id: int) -> Any:
+        return lk.get_reservation(site, reservation_id, account_id=me)  # NotFound for others'
+
+    async def idempotent(
+        request: Request,
+        scope: str,
+        key: str | None,
+        run: Callable[[], tuple[int, BaseModel | None]],
+    ) -> Response:
+        """Run a write once per Idempotency-Key (replays get the first
+        answer); without a key, just run it."""
+        if key is None:
+            return await asyncio.to_thread(_answer, run)
+        body = await request.body()
+        fingerprint = hashlib.sha256(
+            request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
+        ).hexdigest()
+        replay = await asyncio.to_thread(begin_idempotent, site, scope, key, fingerprint)
+        if replay is not None:
+            return Response(
+                replay.body or None,
+                status_code=replay.status,
+                media_type="application/json",
+                headers={"Idempotent-Replayed": "true"},
+            )
+        response = await asyncio.to_thread(_answer, run)
+        await asyncio.to_thread(
+            finish_idempotent, site, scope, key, response.status_code, bytes(response.body).decode()
+        )
+        return response
+
+    # -- accounts ------------------------------------------------------------------
+
+    @app.post("/user", status_code=201, response_model=User, responses={409: ERRORS[409]})
+    async def create_user(new: NewUser, request: Request, key: IdemKey = None) -> Response:
+        """Create a driver's account."""
+        return await idempotent(
+            request,
+            "anonymous",
+            key,
+            lambda: (201, User.of(lk.create_account(site, new.name, new.email, new.password))),
+        )
+
+    @app.post(
+        "/session",
+        status_code=201,
+        response_model=SessionToken,
+        responses={401: ERRORS[401], 429: ERRORS[429]},
+    )
+    def sign_in(credentials: Credentials, request: Request) -> SessionToken:
+        """Sign in: a bearer token for the other calls (expires in 12 hours;
+        DELETE /session ends it sooner)."""
+        limiter.check(request.client.host if request.client else "unknown")
+        account = lk.sign_in(site, credentials.email, credentials.password)
+        token = issue_token(site, account.id)
+        return SessionToken(token=token.token, account_id=account.id, expires_at=token.expires_at)
+
+    @app.delete("/session", status_code=204, responses={401: ERRORS[401]})
+    def sign_out(me: Me, credentials: BearerToken) -> Response:
+        """Sign out: the token stops working at once."""
+        if credentials is not None:
+            revoke_token(site, credentials.credentials)
+        return Response(status_code=204)
+
+    # -- availability --------------------------------------------------------------
+
+    @app.get("/spots", response_model=Spots)
+    def spots(
+        car_size: Annotated[
+            CarSize | None, Query(description="Only the free spots this size of car fits.")
+        ] = None,
+    ) -> Spots:
+        """Live availability: counts per size, and the free spots."""
+        fits = Size.parse(car_size) if car_size else Size.SMALL
+        lot = lk.snapshot(site)
+        free = [s for s in lot.spots if s.status is SpotStatus.FREE and s.size >= fits]
+        return Spots.of(summarize(lot.spots, lot.at), free)
+
+    # -- reservations --------------------------------------------------------------
+
+    @app.post(
+        "/reserve_spot",
+        status_code=201,
+        response_model=ReservationOut,
+        responses={401: ERRORS[401], 409: ERRORS[409]},
+    )
+    async def reserve_spot(
+        wanted: ReserveRequest, request: Request, me: Me, key: IdemKey = None
+    ) -> Response:
+        """Quote and hold a spot for the window: the hold lasts 5 minutes
+        (`hold_expires_at`); pay within it (POST /reservations/{id}/pay)."""
+        return await idempotent(
+            request,
+            f"account {me}",
+            key,
+            lambda: (
+                201,
+                ReservationOut.of(
+                    lk.hold(site, me, wanted.car_size, wanted.start, wanted.end, wanted.plate)
+                ),
+            ),
+        )
+
+    @app.get(
+        "/reservations/{reservation_id}",
+        response_model=ReservationOut,
+        responses={401: ERRORS[401], 404: ERRORS[404]},
+    )
+    def get_reservation(reservation_id: int, me: Me) -> ReservationOut:
+        return ReservationOut.of(own_reservation(me, reservation_id))
+
+    @app.post(
+        "/reservations/{reservation_id}/pay",
+        response_model=Paid,
+        responses={
+            401: ERRORS[401],
+            402: {"model": Problem, "description": "The card was declined"},
+            404: ERRORS[404],
+            409: ERRORS[409],
+        },
+    )
+    async def pay(
+        reservation_id: int, paying: PayRequest, request: Request, me: Me, key: IdemKey = None
+    ) -> Response:
+        """Pay a held reservation: with the simulated provider (a test card
+        token), or with a Stripe PaymentIntent the client confirmed. Paid,
+        the reservation is confirmed and its code works at the entry."""
+
+        def run() -> tuple[int, BaseModel]:
+            own_reservation(me, reservation_id)
+            if paying.payment_intent_id is not None:
+                payment = lk.pay_reservation_with_intent(
+                    site, reservation_id, paying.payment_intent_id
+                )
+            else:
+                started = lk.pay_reservation(site, reservation_id, card=paying.card, kiosk="api")
+                payment = lk.wait_for_payment(site, started.id)
+            if not payment.succeeded:
+                raise ApiError(
+                    402, "payment_declined", payment.message or "The payment did not go through."
+                )
+            return 200, Paid(
+                reservation=ReservationOut.of(lk.get_reservation(site, reservation_id)),
+                payment=PaymentOut.of(payment),
+            )
+
+        return await idempotent(request, f"account {me}", key, run)
+
+    @app.post(
+        "/reservations/{reservation_id}/confirm",
+        response_model=ReservationOut,
+        responses={401: ERRORS[401], 404: ERRORS[404], 409: ERRORS[409]},
+    )
+    def confirm(reservation_id: int, me: Me) -> ReservationOut:
+        """Confirm a reservation whose payment settled after the pay call
+        answered (409 `not_paid` while it has not)."""
+        own_reservation(me, reservation_id)
+        return ReservationOut.of(lk.confirm_reservation(site, reservation_id))
+
+    @app.delete(
+        "/reservations/{reservation_id}",
+        response_model=Cancelled,
+        responses={401: ERRORS[401], 404: ERRORS[404], 409: ERRORS[409]},
+    )
+    async def cancel(
+        reservation_id: int, request: Request, me: Me, key: IdemKey = None
+    ) -> Response:
+        """Cancel: the spot is free again, and the tariff's cancellation rule
+        refunds (all of it a day ahead)."""
+
+        def run() -> tuple[int, BaseModel]:
+            done = lk.cancel_reservation(site, reservation_id, me, kiosk="api")
+            return 200, Cancelled(
+                reservation=ReservationOut.of(done.reservation),
+                refund_amount=done.refund_amount,
+                refund=PaymentOut.of(done.refund) if done.refund else None,
+            )
+
+        return await idempotent(request, f"account {me}", key, run)
+
+    # -- the account's data ----------------------------------------------------------
+
+    @app.get(
+        "/{account_id}/get_spots",
+        response_model=AccountSpotsOut,
+        responses={401: ERRORS[401], 403: ERRORS[403]},
+    )
+    def get_spots(account_id: int, me: Me) -> AccountSpotsOut:
+        """The account's reservations to come or in use, and its cars inside."""
+        own(me, account_id)
+        held = lk.account_spots(site, account_id)
+        return AccountSpotsOut(
+            reservations=[ReservationOut.of(r) for r in held.reservations],
+            stays=[StayOut.of(s) for s in held.stays],
+        )
+
+    @app.get(
+        "/{account_id}/payments",
+        response_model=PaymentsPage,
+        responses={401: ERRORS[401], 403: ERRORS[403]},
+    )
+    def payments(
+        account_id: int,
+        me: Me,
+        page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+        per_page: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> PaymentsPage:
+        """The account's charges and refunds, newest first."""
+        own(me, account_id)
+        found = lk.payment_history(site, account_id, page, per_page)
+        return PaymentsPage(
+            items=[PaymentOut.of(p) for p in found.items],
+            page=found.page,
+            per_page=found.per_page,
+            total=found.total,
+            pages=found.pages,
+        )
+
+    @app.get("/ping", include_in_schema=False)
+    def ping() -> dict[str, str]:
+        """A static answer: the ceiling the load benchmark compares with."""
+        return {"status": "ok"}
+
+    # -- live ----------------------------------------------------------------------
+
+    @app.websocket("/live")
+    async def live_updates(socket: WebSocket) -> None:
+        """Availability per size and spot changes, pushed within a second of
+        any change. The first message is a full snapshot; a client that
+        falls behind gets a fresh snapshot instead of the backlog."""
+        await socket.accept()
+        client = live.join()
+        try:
+            while True:
+                message = await client.next()
+                await socket.send_text(json.dumps(jsonable_encoder(message)))
+        except WebSocketDisconnect:
+            pass
+        finally:
+            live.leave(client)
+
+    return app
+
+
+def _answer(run: Write) -> Response:
+    """Run a write and turn its result, or its refusal, into a response."""
+    try:
+        status, model = run()
+    except ApiError as error:
+        return problem(error.status, error.code, error.message, error.field)
+    except LotkeeperError as error:
+        code = error_code(error)
+        headers = (
+            {"Retry-After": str(error.retry_after_seconds)}
+            if isinstance(error, SignInThrottled)
+            else {}
+        )
+        return problem(STATUS.get(code, 409), code, str(error), **headers)
+    if model is None:
+        return Response(status_code=status)
+    return JSONResponse(jsonable_encoder(model), status_code=status)
