@@ -22,7 +22,7 @@ from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import Depends, FastAPI, Header, Query, Request, WebSocket
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -243,6 +243,10 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:  # a body that is not JSON at all
+            return problem(
+                422, "invalid_input", f"The request body is not valid JSON: {error.detail}"
+            )
         codes = {404: "not_found", 405: "method_not_allowed"}
         return problem(error.status_code, codes.get(error.status_code, "error"), str(error.detail))
 
@@ -484,13 +488,24 @@ def create_app(
         falls behind gets a fresh snapshot instead of the backlog."""
         await socket.accept()
         client = live.join()
-        try:
+
+        async def push() -> None:
             while True:
                 message = await client.next()
                 await socket.send_text(json.dumps(jsonable_encoder(message)))
-        except WebSocketDisconnect:
-            pass
+
+        async def until_closed() -> None:
+            # Clients send nothing; reading is how a close is noticed.
+            while (await socket.receive())["type"] != "websocket.disconnect":
+                pass
+
+        tasks = {asyncio.create_task(push()), asyncio.create_task(until_closed())}
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             live.leave(client)
 
     return app

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -248,3 +249,166 @@ def test_the_openapi_document_lists_every_endpoint(client: TestClient) -> None:
     ):
         assert method in paths[path], (path, method)
     assert document["components"]["schemas"]["Problem"]["required"] == ["code", "message"]
+
+
+# -- live availability ------------------------------------------------------------
+
+
+def test_the_live_socket_pushes_an_entry_made_by_another_process(
+    site: Site, db_url: str, tmp_path: Path
+) -> None:
+    import json
+    import multiprocessing
+    import socket
+    import threading
+
+    import _workers
+    import uvicorn
+    from conftest import SECRET
+    from websockets.sync.client import connect
+
+    # The kiosk process starts first and waits until the client is connected.
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    kiosk = ctx.Process(
+        target=_workers.enter_and_exit,
+        args=(
+            db_url,
+            str(tmp_path),
+            SECRET,
+            site.clock.now().isoformat(),
+            "KLX 481",
+            barrier,
+            results,
+        ),
+        daemon=True,
+    )
+    kiosk.start()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()  # connections wait in the backlog until the server takes them
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(site, tail_seconds=0.1), log_level="warning", lifespan="on")
+    )
+    serving = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    serving.start()
+    try:
+        with connect(f"ws://127.0.0.1:{port}/live", open_timeout=30) as live:
+            first = json.loads(live.recv(timeout=30))
+            assert first["type"] == "snapshot" and len(first["spots"]) == 6
+            assert all(s["status"] == "free" for s in first["spots"])
+            barrier.wait(timeout=60)
+            assert results.get(timeout=60) == []
+            seen: dict[str, str] = {}
+            occupied = 0
+            # The kiosk let one car in and another in and out: wait for the end.
+            while not ("occupied" in seen.values() and occupied == 1):
+                update = json.loads(live.recv(timeout=10))
+                assert update["type"] == "update"
+                seen |= {s["label"]: s["status"] for s in update["spots"]}
+                occupied = next(s for s in update["sizes"] if s["size"] == "small")["occupied"]
+            assert list(seen.values()).count("occupied") == 1
+    finally:
+        server.should_exit = True
+        serving.join(timeout=30)
+        kiosk.join(timeout=30)
+
+
+def test_a_client_that_falls_behind_gets_a_fresh_snapshot_not_the_backlog(site: Site) -> None:
+    from api.live import BACKLOG, LiveFeed
+
+    feed = LiveFeed(site)
+    slow = feed.join()  # joined before the first read: owes a snapshot
+    feed.publish(lk.snapshot(site))
+    assert slow.queue.qsize() == 1 and slow.queue.get_nowait()["type"] == "snapshot"
+    lk.enter(site, "small")
+    lot = lk.snapshot(site)
+    for _ in range(BACKLOG + 1):  # more changes than the client's queue holds
+        feed.states = {}  # every spot counts as changed
+        feed.publish(lot)
+    messages = [slow.queue.get_nowait() for _ in range(slow.queue.qsize())]
+    assert slow.resyncs == 1
+    assert messages[0]["type"] == "snapshot" and len(messages[0]["spots"]) == 6
+    assert all(m["type"] == "update" for m in messages[1:])
+    assert len(messages) < BACKLOG + 1  # the backlog was dropped
+
+
+# -- paying with a Stripe PaymentIntent (against the loopback Stripe fake) --------
+
+
+def confirmed_intent(fake: Any, amount: int, currency: str = "usd") -> str:
+    """A PaymentIntent the driver's phone paid, as Stripe would hold it."""
+    import stripe
+
+    phone = stripe.StripeClient(fake.api_key, base_addresses={"api": fake.url})
+    intent = phone.v1.payment_intents.create(
+        {
+            "amount": amount,
+            "currency": currency,
+            "allowed_payment_method_types": ["card_present"],
+            "capture_method": "manual",  # authorized; the server captures
+        }
+    )
+    phone.v1.terminal.readers.process_payment_intent(fake.reader_id, {"payment_intent": intent.id})
+    fake.present_card("4242424242424242")
+    return str(intent.id)
+
+
+def test_a_reservation_paid_with_a_stripe_payment_intent_is_confirmed_once(
+    site: Site, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import stripe._http_client
+    from fake_stripe import FakeStripe
+
+    from core.payments.stripe_terminal import StripeTerminalProvider
+
+    monkeypatch.setattr(stripe._http_client.HTTPClient, "INITIAL_DELAY", 0.0)
+    with FakeStripe() as fake, TestClient(create_app(site)) as http:
+        site.use_payment_provider(
+            StripeTerminalProvider(fake.api_key, fake.reader_id, api_base=fake.url)
+        )
+        account_id, auth = sign_up(http)
+        held = reserve(http, auth, clock)
+        wrong = confirmed_intent(fake, held["price"] - 1)
+        refused = http.post(
+            f"/reservations/{held['id']}/pay", json={"payment_intent_id": wrong}, headers=auth
+        )
+        assert refused.status_code == 402 and "PaymentIntent is for" in refused.json()["message"]
+        unknown = http.post(
+            f"/reservations/{held['id']}/pay",
+            json={"payment_intent_id": "pi_nothing"},
+            headers=auth,
+        )
+        assert unknown.status_code == 402 and "no such PaymentIntent" in unknown.json()["message"]
+
+        intent = confirmed_intent(fake, held["price"])
+        paid = http.post(
+            f"/reservations/{held['id']}/pay", json={"payment_intent_id": intent}, headers=auth
+        )
+        assert paid.status_code == 200, paid.text
+        assert paid.json()["reservation"]["state"] == "confirmed"
+        assert paid.json()["payment"]["card_last4"] == "4242"
+        assert len(fake.successful_charges()) == 1  # captured by the server, once
+
+        other = reserve(http, auth, clock, car_size="large")
+        reused = http.post(
+            f"/reservations/{other['id']}/pay", json={"payment_intent_id": intent}, headers=auth
+        )
+        assert reused.status_code == 422 and "already paid for something else" in reused.text
+    history = [
+        p for p in lk.payment_history(site, account_id).items if p.status.value == "succeeded"
+    ]
+    assert [(p.amount, p.reservation_id) for p in history] == [(held["price"], held["id"])]
+
+
+def test_the_simulated_provider_takes_no_payment_intents(
+    client: TestClient, clock: FixedClock
+) -> None:
+    _, auth = sign_up(client)
+    held = reserve(client, auth, clock)
+    answer = client.post(
+        f"/reservations/{held['id']}/pay", json={"payment_intent_id": "pi_123"}, headers=auth
+    )
+    assert answer.status_code == 422 and "test card" in answer.json()["message"]
+    assert client.get(f"/reservations/{held['id']}", headers=auth).json()["state"] == "held"
