@@ -330,7 +330,7 @@ def create_app(
     ) -> Spots:
         """Live availability: counts per size, and the free spots."""
         fits = Size.parse(car_size) if car_size else Size.SMALL
-        lot = lk.snapshot(site)
+        lot = live.current()
         free = [s for s in lot.spots if s.status is SpotStatus.FREE and s.size >= fits]
         return Spots.of(summarize(lot.spots, lot.at), free)
 

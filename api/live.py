@@ -3,6 +3,9 @@ event log every `every` seconds (and re-reads the lot from scratch every
 `RESYNC_SECONDS`, for changes that write no event, such as a reservation's
 window starting); when anything changed it reads the lot once and pushes
 the per-size counts and the spots whose state changed to every client.
+`GET /spots` answers from the same reading while it is under a second old
+and no event came since (one small query instead of reading every spot),
+so a crowd of phones asking costs about one read of the lot a second.
 
 Each client has a short queue. A client too slow to take its messages is
 not sent the backlog: its queue is emptied and it gets a fresh snapshot,
@@ -26,7 +29,7 @@ from core.site import Site
 log = logging.getLogger("lotkeeper.api")
 
 BACKLOG = 8
-RESYNC_SECONDS = 30.0
+RESYNC_SECONDS = 1.0
 
 
 def _spot(state: SpotState) -> dict[str, Any]:
@@ -76,6 +79,19 @@ class LiveFeed:
 
     def leave(self, client: LiveClient) -> None:
         self.clients.discard(client)
+
+    def current(self) -> LotSnapshot:
+        """The lot now (blocking: call it from a thread): the last reading
+        while it is under `RESYNC_SECONDS` old and no event has come since,
+        else a fresh one."""
+        last = self.last
+        if (
+            last is not None
+            and time.monotonic() - self.read_at <= RESYNC_SECONDS
+            and not lk.events_since(self.site, last.cursor, limit=1).events
+        ):
+            return last
+        return lk.snapshot(self.site)
 
     def _read(self) -> LotSnapshot | None:
         """In a thread: the lot when it changed (or is due a re-read)."""

@@ -412,3 +412,43 @@ def test_the_simulated_provider_takes_no_payment_intents(
     )
     assert answer.status_code == 422 and "test card" in answer.json()["message"]
     assert client.get(f"/reservations/{held['id']}", headers=auth).json()["state"] == "held"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_lotkeeper_api_serves_on_the_port_it_is_given(db_url: str, tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+    from conftest import SECRET
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "lotkeeper.toml"
+    config.write_text(
+        f'[database]\nurl = "{db_url}"\nauto_migrate = true\n'
+        f'[paths]\ndata_dir = "{tmp_path}"\n[tickets]\nsecret = "{SECRET}"\n'
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "core.cli",
+        "--config",
+        str(config),
+        "api",
+        "--port",
+        str(port),
+    ]
+    server = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        assert server.stderr is not None
+        for line in server.stderr:  # blocks until uvicorn says it listens
+            if "Uvicorn running" in line:
+                break
+        answer = httpx.get(f"http://127.0.0.1:{port}/spots", timeout=30)
+        assert answer.status_code == 200 and answer.json()["sizes"][0]["size"] == "small"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
