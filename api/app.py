@@ -52,6 +52,7 @@ from api.schemas import (
 from core import services as lk
 from core.domain import Size, SpotStatus
 from core.errors import LotkeeperError, ReservationError, SignInThrottled
+from core.payments.provider import PaymentStatus
 from core.services.api_access import (
     NotSignedIn,
     account_for_token,
@@ -372,6 +373,10 @@ def create_app(
         response_model=Paid,
         responses={
             401: ERRORS[401],
+            202: {
+                "model": Paid,
+                "description": "The PaymentIntent is still processing: POST .../confirm later",
+            },
             402: {"model": Problem, "description": "The card was declined"},
             404: ERRORS[404],
             409: ERRORS[409],
@@ -390,14 +395,27 @@ def create_app(
                 payment = lk.pay_reservation_with_intent(
                     site, reservation_id, paying.payment_intent_id
                 )
+            elif not site.payments.simulated:
+                # A real provider here drives the garage's own card readers:
+                # a phone pays with a PaymentIntent instead.
+                raise ApiError(
+                    422,
+                    "invalid_input",
+                    "Pay with a Stripe PaymentIntent (payment_intent_id) confirmed for the "
+                    "reservation's price.",
+                    "payment_intent_id",
+                )
             else:
                 started = lk.pay_reservation(site, reservation_id, card=paying.card, kiosk="api")
                 payment = lk.wait_for_payment(site, started.id)
-            if not payment.succeeded:
+            status = 200
+            if payment.status is PaymentStatus.PENDING:
+                status = 202  # still processing at Stripe: confirm later
+            elif not payment.succeeded:
                 raise ApiError(
                     402, "payment_declined", payment.message or "The payment did not go through."
                 )
-            return 200, Paid(
+            return status, Paid(
                 reservation=ReservationOut.of(lk.get_reservation(site, reservation_id)),
                 payment=PaymentOut.of(payment),
             )

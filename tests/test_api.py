@@ -370,6 +370,9 @@ def test_a_reservation_paid_with_a_stripe_payment_intent_is_confirmed_once(
         )
         account_id, auth = sign_up(http)
         held = reserve(http, auth, clock)
+        by_reader = http.post(f"/reservations/{held['id']}/pay", json={}, headers=auth)
+        assert by_reader.status_code == 422  # the garage's own readers are not for phones
+        assert by_reader.json()["field"] == "payment_intent_id"
         wrong = confirmed_intent(fake, held["price"] - 1)
         refused = http.post(
             f"/reservations/{held['id']}/pay", json={"payment_intent_id": wrong}, headers=auth
@@ -396,6 +399,22 @@ def test_a_reservation_paid_with_a_stripe_payment_intent_is_confirmed_once(
             f"/reservations/{other['id']}/pay", json={"payment_intent_id": intent}, headers=auth
         )
         assert reused.status_code == 422 and "already paid for something else" in reused.text
+
+        # A PaymentIntent the card has not completed yet: accepted, to confirm later.
+        import stripe
+
+        phone = stripe.StripeClient(fake.api_key, base_addresses={"api": fake.url})
+        waiting = phone.v1.payment_intents.create(
+            {"amount": other["price"], "currency": "usd", "capture_method": "manual"}
+        )
+        later = http.post(
+            f"/reservations/{other['id']}/pay", json={"payment_intent_id": waiting.id}, headers=auth
+        )
+        assert later.status_code == 202, later.text
+        assert later.json()["payment"]["status"] == "pending"
+        assert later.json()["reservation"]["state"] == "held"
+        not_yet = http.post(f"/reservations/{other['id']}/confirm", headers=auth)
+        assert not_yet.status_code == 409 and not_yet.json()["code"] == "not_paid"
     history = [
         p for p in lk.payment_history(site, account_id).items if p.status.value == "succeeded"
     ]
@@ -412,6 +431,16 @@ def test_the_simulated_provider_takes_no_payment_intents(
     )
     assert answer.status_code == 422 and "test card" in answer.json()["message"]
     assert client.get(f"/reservations/{held['id']}", headers=auth).json()["state"] == "held"
+
+
+def test_confirm_answers_once_the_payment_settled(client: TestClient, clock: FixedClock) -> None:
+    _, auth = sign_up(client)
+    held = reserve(client, auth, clock)
+    unpaid = client.post(f"/reservations/{held['id']}/confirm", headers=auth)
+    assert unpaid.status_code == 409 and unpaid.json()["code"] == "not_paid"
+    client.post(f"/reservations/{held['id']}/pay", json={"card": "tok_visa"}, headers=auth)
+    confirmed = client.post(f"/reservations/{held['id']}/confirm", headers=auth)
+    assert confirmed.status_code == 200 and confirmed.json()["state"] == "confirmed"
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
