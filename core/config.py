@@ -165,6 +165,9 @@ class SmtpSettings(_Section):
     password: SecretStr | None = None
     sender: str = "Lotkeeper <lotkeeper@localhost>"
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    ca_file: Path | None = None
+    """CA certificates to trust for the server (a private CA); unset: the
+    system's."""
 
     @property
     def configured(self) -> bool:

@@ -95,9 +95,12 @@ class SmtpMailer:
         s = self.settings
         where = f"{s.host}:{s.port}"
         try:
+            context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise DeliveryFailed(f"cannot read smtp.ca_file {s.ca_file}: {exc}") from None
+        try:
             client: smtplib.SMTP
             if s.security == "tls":
-                context = ssl.create_default_context()
                 client = smtplib.SMTP_SSL(
                     s.host or "", s.port, timeout=s.timeout_seconds, context=context
                 )
@@ -105,7 +108,7 @@ class SmtpMailer:
                 client = smtplib.SMTP(s.host or "", s.port, timeout=s.timeout_seconds)
             with client:
                 if s.security == "starttls":
-                    client.starttls(context=ssl.create_default_context())
+                    client.starttls(context=context)
                 if s.user:
                     password = s.password.get_secret_value() if s.password else ""
                     client.login(s.user, password)
@@ -118,7 +121,12 @@ class SmtpMailer:
             raise DeliveryFailed(f"the SMTP server {where} refused {message['To']}") from None
         except smtplib.SMTPException as exc:
             raise DeliveryFailed(f"SMTP error from {where}: {exc}") from None
-        except (OSError, ssl.SSLError) as exc:
+        except ssl.SSLError as exc:  # before OSError, of which it is one
+            raise DeliveryFailed(
+                f"TLS with the SMTP server {where} failed ({exc.reason or exc}); "
+                "check smtp.security and smtp.ca_file"
+            ) from None
+        except OSError as exc:
             raise DeliveryFailed(
                 f"cannot reach the SMTP server {where}: {exc.strerror or exc}"
             ) from None

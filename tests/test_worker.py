@@ -366,3 +366,70 @@ def test_a_reservation_moved_at_check_in_is_told_where_its_spot_is(
         f"Reservation {booked.short_code}: your spot is {ticket.spot_label}"
     ]
     assert ticket.spot_label != booked.spot_label
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_starttls_with_a_login_to_a_server_of_a_private_ca(site: Site, tmp_path: Path) -> None:
+    import ssl
+
+    import trustme
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+    from pydantic import SecretStr
+
+    from core.mail import compose
+    from core.services.notifications import DeliveryFailed, Notice, NoticeKind
+
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"mail", b"s3cret")
+        return AuthResult(success=ok, handled=False)
+
+    box, port = Inbox(), free_port()
+    controller = Controller(
+        box,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_tls,
+        require_starttls=True,
+        authenticator=authenticate,
+        auth_required=True,
+    )
+    controller.start()
+    try:
+        settings = SmtpSettings(
+            host="127.0.0.1",
+            port=port,
+            security="starttls",
+            user="mail",
+            password="s3cret",  # type: ignore[arg-type]
+            ca_file=ca_file,
+        )
+        notice = Notice(
+            id=1,
+            kind=NoticeKind.KIOSK_SILENT,
+            subject="lane-1 0",
+            channel="email",
+            recipient="ops@example.com",
+            payload={"device": "lane-1", "since": "09:00"},
+            state="pending",
+            attempts=0,
+            next_attempt_at=site.clock.now(),
+            sent_at=None,
+            last_error="",
+        )
+        SmtpMailer(settings, site).send(compose(notice, site, settings.sender))
+        assert box.subjects() == ["lane-1 is silent"]
+        wrong = settings.model_copy(update={"password": SecretStr("guess")})
+        with pytest.raises(DeliveryFailed, match="refused the login"):
+            SmtpMailer(wrong, site).send(compose(notice, site, settings.sender))
+        untrusted = settings.model_copy(update={"ca_file": None})
+        with pytest.raises(DeliveryFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            SmtpMailer(untrusted, site).send(compose(notice, site, settings.sender))
+        assert len(box.messages) == 1
+    finally:
+        controller.stop()
