@@ -79,10 +79,14 @@ async def log_in(app: AttendantApp, pilot: Any, name: str, pin: str) -> None:
 
 
 async def fill(app: AttendantApp, pilot: Any, *values: str) -> None:
-    """Answer a form: each value, Enter after each."""
+    """Answer a form: each value into the focused field (pasted, as a
+    barcode reader or the clipboard would: typing each letter on a 160x50
+    screen is what makes these tests slow), Enter after each."""
     assert isinstance(app.screen, FormScreen)
     for value in values:
-        await type_in(app, pilot, value)
+        field = app.focused
+        assert isinstance(field, Input), field
+        field.insert_text_at_cursor(value)
         await press(app, pilot, "enter")
 
 

@@ -226,6 +226,7 @@ def test_a_forged_code_is_refused_with_a_message(site: Site, tmp_path: Path) -> 
     run_kiosk(site, tmp_path, scenario)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_leaving_keys_do_nothing_and_only_the_staff_pin_exits(site: Site, tmp_path: Path) -> None:
     async def scenario(app: KioskApp, pilot: Any) -> None:
         for keys in (["ctrl+c"], ["ctrl+q"], ["ctrl+z"], ["ctrl+p"], ["escape"], ["f12"]):
@@ -245,6 +246,7 @@ def test_leaving_keys_do_nothing_and_only_the_staff_pin_exits(site: Site, tmp_pa
     run_kiosk(site, tmp_path, scenario)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_an_idle_screen_counts_down_and_returns_to_the_start(site: Site, tmp_path: Path) -> None:
     idle = IdleClock()
 
@@ -263,6 +265,7 @@ def test_an_idle_screen_counts_down_and_returns_to_the_start(site: Site, tmp_pat
     run_kiosk(site, tmp_path, scenario, idle_clock=idle)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_the_language_switch_changes_every_text(site: Site, tmp_path: Path) -> None:
     async def scenario(app: KioskApp, pilot: Any) -> None:
         assert "Pay a ticket" in shown(app)
@@ -493,6 +496,7 @@ def test_a_receipt_printer_out_of_paper_leaves_the_payment_and_shows_the_receipt
     assert lk.ticket_status(site, ticket.code).due == 0  # the payment stands
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_spanish_speaking_driver_gets_the_ticket_and_receipt_printed_in_spanish(
     site: Site, clock: FixedClock, tmp_path: Path
 ) -> None:
@@ -586,6 +590,7 @@ def test_cancel_pressed_before_the_reader_has_the_payment_still_cancels_it(
     assert status.due > 0 and status.paid_until is None  # nothing was taken
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_every_screen_counts_down_and_the_next_driver_gets_the_kiosk_language(
     site: Site, tmp_path: Path
 ) -> None:
@@ -674,6 +679,7 @@ def test_an_unattended_kiosk_waits_for_the_database_and_restarts_after_an_error(
     assert "lane-9" in fault.message and "restarted" in fault.message
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_an_engine_message_is_shown_in_the_drivers_language(site: Site, tmp_path: Path) -> None:
     ticket = lk.enter(site, "small")
     forged = ticket.short_code[:-1] + ("A" if ticket.short_code[-1] != "A" else "B")

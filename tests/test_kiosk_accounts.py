@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 from test_kiosk import IdleClock, press, run_kiosk, settle, shown
 
@@ -82,6 +83,7 @@ def test_create_an_account_add_a_vehicle_and_see_payments(site: Site, tmp_path: 
     ]
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_driver_turns_a_reminder_off_and_back_on(site: Site, tmp_path: Path) -> None:
     ada = lk.create_account(site, "Ada", "ada@example.com", PASSWORD)
 
@@ -182,6 +184,7 @@ def test_a_hold_that_runs_out_on_screen_releases_the_space(
     assert lk.availability(site).for_size("small").held == 0
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_an_idle_kiosk_signs_the_driver_out(site: Site, tmp_path: Path) -> None:
     lk.create_account(site, "Ada", "ada@example.com", PASSWORD)
     idle = IdleClock()
@@ -247,6 +250,7 @@ def test_check_in_at_the_kiosk_and_its_refusals(
     run_kiosk(site, tmp_path, scenario)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_the_on_screen_keyboard_types_into_the_touched_field_and_fits_at_80x24(
     site: Site, tmp_path: Path
 ) -> None:
