@@ -147,11 +147,7 @@ def start_payment(
             f"The card reader cannot be reached right now ({exc}). "
             "You have not been charged; please try again or see the attendant."
         ) from exc
-    if state.provider_ref is not None:
-        _remember_ref(site, row.id, state.provider_ref)
-    if state.status.final:
-        return _settle(site, row.id, state)
-    return _payment(_reload(site, row.id), state.reader_message)
+    return _answered(site, row.id, state)
 
 
 def _pending_charge(
@@ -248,11 +244,17 @@ def claim_payment_intent(
             f"The payment provider cannot be reached right now ({exc}); "
             "nothing was charged again. Try again shortly."
         ) from exc
+    return _answered(site, row.id, state)
+
+
+def _answered(site: Site, payment_id: int, state: ProviderState) -> Payment:
+    """What the provider said of a payment just handed to it: its reference
+    kept, and the payment settled when the answer is final."""
     if state.provider_ref is not None:
-        _remember_ref(site, row.id, state.provider_ref)
+        _remember_ref(site, payment_id, state.provider_ref)
     if state.status.final:
-        return _settle(site, row.id, state)
-    return _payment(_reload(site, row.id), state.reader_message)
+        return _settle(site, payment_id, state)
+    return _payment(_reload(site, payment_id), state.reader_message)
 
 
 def _reload(site: Site, payment_id: int) -> PaymentRow:
