@@ -179,3 +179,24 @@ def test_only_a_supervisor_refunds_and_never_more_than_was_paid(
         ("Sam", 100),
     ]
     assert verify_audit(site).ok
+
+
+def test_a_waiver_and_its_audit_row_are_one_transaction(
+    site: Site, clock: FixedClock, sam: Staff, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.services import overrides as module
+
+    ticket = lk.enter(site, "small")
+    clock.advance(hours=3)
+    due = lk.ticket_status(site, ticket.code).due
+
+    def broken(*args: object, **kwargs: object) -> int:
+        raise RuntimeError("the audit chain could not be written")
+
+    monkeypatch.setattr(module, "record_audit", broken)
+    with pytest.raises(RuntimeError):
+        waive_fee(site, sam, ticket.id, "barrier hit the car")
+    assert lk.ticket_status(site, ticket.code).due == due  # no waiver without its audit row
+    monkeypatch.undo()
+    assert waive_fee(site, sam, ticket.id, "barrier hit the car") == due
+    assert audit_entries(site)[0].action == "fee_waived" and verify_audit(site).ok

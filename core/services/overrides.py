@@ -110,19 +110,11 @@ def waive_fee(
     waived = due if amount is None else amount
     if isinstance(waived, bool) or not 0 < waived <= due:
         raise InvalidInput(f"A discount is between 1 and {due} (what the stay owes), in cents.")
-    # The waiver is settled as a payment (its own transaction), then audited.
-    record_cash_payment(
-        site,
-        PaymentPurpose.STAY,
-        waived,
-        stay_id=stay_id,
-        source=f"staff:{staff.name}",
-        method="waiver" if waived == due else "discount",
-    )
     money = format_money(waived, site.tariff.currency)
-    site.db.write(
-        lambda s: _override(
-            s,
+
+    def audit(session: Session) -> None:
+        _override(
+            session,
             site,
             staff,
             "fee_waived",
@@ -134,6 +126,16 @@ def waive_fee(
             spot_label=stay.label,
             data={"amount": waived, "of": due},
         )
+
+    # The waiver is settled as a payment; its audit row is in that transaction.
+    record_cash_payment(
+        site,
+        PaymentPurpose.STAY,
+        waived,
+        stay_id=stay_id,
+        source=f"staff:{staff.name}",
+        method="waiver" if waived == due else "discount",
+        also=audit,
     )
     return waived
 

@@ -341,8 +341,14 @@ def wait_for_payment(
         sleep(settings.poll_interval_seconds)
 
 
-def _settle(site: Site, payment_id: int, state: ProviderState) -> Payment:
-    """Make the provider's final answer the ledger's, with its effect, once."""
+def _settle(
+    site: Site,
+    payment_id: int,
+    state: ProviderState,
+    also: Callable[[Session], None] | None = None,
+) -> Payment:
+    """Make the provider's final answer the ledger's, with its effect, once.
+    `also` runs in that transaction, when this call is the one settling."""
     refund_reason: list[str] = []
 
     def work(session: Session) -> PaymentRow:
@@ -364,6 +370,8 @@ def _settle(site: Site, payment_id: int, state: ProviderState) -> Payment:
         if rows_touched(changed) != 1:
             return row  # settled already, by us or another process
         session.refresh(row)
+        if also is not None:
+            also(session)
         if row.kind == "refund":
             _settle_refund(session, site, row, now)
         elif row.status == PaymentStatus.SUCCEEDED:
@@ -692,12 +700,14 @@ def record_cash_payment(
     stay_id: int | None = None,
     source: str = "",
     method: str = "cash",
+    also: Callable[[Session], None] | None = None,
 ) -> Payment:
     """Cash taken by an attendant (or, with `method` "waiver" or "discount",
     what a supervisor waived: all that was due, or part of it): written
     pending, then settled like a card payment (same effect, same event), so
     the paths cannot differ. Reports count waivers and discounts as paid
-    for the stay, never as revenue."""
+    for the stay, never as revenue. `also(session)` runs in the transaction
+    that settles it (an override's audit row)."""
     if method not in ("cash", "waiver", "discount"):
         raise InvalidInput("An attendant records cash, a waiver or a discount.")
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
@@ -723,4 +733,4 @@ def record_cash_payment(
         )
         return int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
 
-    return _settle(site, site.db.write(write), ProviderState(PaymentStatus.SUCCEEDED))
+    return _settle(site, site.db.write(write), ProviderState(PaymentStatus.SUCCEEDED), also)
