@@ -36,6 +36,15 @@ def test_a_lost_ticket_is_paid_in_cash_and_the_pass_opens_the_exit_once(
     assert audit_entries(site)[0].action == "exit_pass" and verify_audit(site).ok
 
 
+def test_a_plate_is_found_however_it_is_typed(site: Site) -> None:
+    first = lk.enter(site, "small", plate="KLX 481")
+    lk.enter(site, "small", plate="KL 1234")
+    for typed in ("KLX 481", "klx481", "KLX-481", " klx 481 "):
+        found = lk.find_stays(site, plate=typed)
+        assert [s.ticket_id for s in found] == [first.id], typed
+    assert lk.find_stays(site, plate="KLX 48") == []
+
+
 def test_search_by_plate_ticket_code_reservation_code_and_email(
     site: Site, clock: FixedClock
 ) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.domain import EventKind, ExitResult, Payment, PaymentPurpose, Size, normalize_plate
@@ -146,14 +146,16 @@ _OPEN_STAYS = (
 def find_stays(
     site: Site, plate: str | None = None, spot_label: str | None = None
 ) -> list[StayStatus]:
-    """Cars inside, found by plate or by spot (for a lost ticket)."""
+    """Cars inside, found by plate or by spot (for a lost ticket). A plate
+    matches however it is spaced or hyphenated ("KLX481" finds "KLX 481")."""
     cleaned = normalize_plate(plate)
     label = (spot_label or "").strip().upper()
     if not cleaned and not label:
         raise InvalidInput("Give a plate or a spot to look for.")
     query = _OPEN_STAYS.where(T.site_id == site.id)
     if cleaned:
-        query = query.where(T.plate == cleaned)
+        bare = cleaned.replace(" ", "").replace("-", "")
+        query = query.where(func.replace(func.replace(T.plate, " ", ""), "-", "") == bare)
     if label:
         query = query.where(S.label == label)
     now = site.clock.now()
