@@ -1,8 +1,9 @@
 """Live availability for WebSocket clients: one reader per server tails the
-event log every `every` seconds (and re-reads the lot from scratch every
-`RESYNC_SECONDS`, for changes that write no event, such as a reservation's
-window starting); when anything changed it reads the lot once and pushes
-the per-size counts and the spots whose state changed to every client.
+event log every `every` seconds (and, while clients are connected,
+re-reads the lot from scratch every `RESYNC_SECONDS`, for changes that
+write no event, such as a reservation's window starting); when anything
+changed it reads the lot once and pushes the per-size counts and the
+spots whose state changed to every client.
 `GET /spots` answers from the same reading while it is under a second old
 and no event came since (one small query instead of reading every spot),
 so a crowd of phones asking costs about one read of the lot a second.
@@ -41,6 +42,10 @@ def _spot(state: SpotState) -> dict[str, Any]:
     }
 
 
+def _read_when(reading: tuple[LotSnapshot | None, float]) -> float:
+    return reading[1]
+
+
 class LiveClient:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=BACKLOG)
@@ -68,6 +73,8 @@ class LiveFeed:
         self.states: dict[str, str] = {}
         self.last: LotSnapshot | None = None
         self.read_at = 0.0
+        self.cached: LotSnapshot | None = None  # read by `current`, for GET /spots
+        self.cached_at = 0.0
 
     def join(self) -> LiveClient:
         client = LiveClient()
@@ -81,22 +88,27 @@ class LiveFeed:
         self.clients.discard(client)
 
     def current(self) -> LotSnapshot:
-        """The lot now (blocking: call it from a thread): the last reading
-        while it is under `RESYNC_SECONDS` old and no event has come since,
-        else a fresh one."""
-        last = self.last
+        """The lot now (blocking: call it from a thread): the newest reading
+        (the tail's, or the last one made here) while it is under
+        `RESYNC_SECONDS` old and no event has come since, else a fresh one."""
+        lot, at = max(((self.last, self.read_at), (self.cached, self.cached_at)), key=_read_when)
         if (
-            last is not None
-            and time.monotonic() - self.read_at <= RESYNC_SECONDS
-            and not lk.events_since(self.site, last.cursor, limit=1).events
+            lot is not None
+            and time.monotonic() - at <= RESYNC_SECONDS
+            and not lk.events_since(self.site, lot.cursor, limit=1).events
         ):
-            return last
-        return lk.snapshot(self.site)
+            return lot
+        lot = lk.snapshot(self.site)
+        self.cached, self.cached_at = lot, time.monotonic()
+        return lot
 
     def _read(self) -> LotSnapshot | None:
         """In a thread: the lot when it changed (or is due a re-read)."""
         now = time.monotonic()
-        if self.cursor is not None and now - self.read_at < RESYNC_SECONDS:
+        # The timed re-read is for clients watching; with none, only events
+        # are followed (GET /spots reads for itself when its copy is old).
+        due = bool(self.clients) and now - self.read_at >= RESYNC_SECONDS
+        if self.cursor is not None and not due:
             batch = lk.events_since(self.site, self.cursor)
             self.cursor = batch.cursor
             if not batch.events:

@@ -451,6 +451,7 @@ class AttendantApp(App[None]):
         """A card payment under way on the booth's reader."""
         self.occupancy: list[int] = []
         """Cars inside over the last 24 h, for the sparkline."""
+        self.history_read_at = float("-inf")
         self.idle_clock = idle_clock
         self.last_key = idle_clock()
         self.staff: staff.Staff | None = None
@@ -576,7 +577,12 @@ class AttendantApp(App[None]):
             resync = bool(batch.events) or now - self.last_resync > RESYNC_SECONDS
             snapshot = lk.snapshot(self.site) if resync else None
             standing = lk.standing_alerts(self.site) if resync else self.standing
-            occupancy = lk.occupancy_history(self.site) if resync else self.occupancy
+            # The 24 h history moves slowly: read every RESYNC_SECONDS, not on
+            # every change (its last point is at most that old).
+            occupancy = self.occupancy
+            if now - self.history_read_at > RESYNC_SECONDS:
+                occupancy = lk.occupancy_history(self.site)
+                self.history_read_at = now  # only this (exclusive) worker reads it
         except LotkeeperError as error:
             self.call_from_thread(self.notify, f"Database: {error}", severity="error")
             return
