@@ -37,6 +37,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -161,10 +162,12 @@ def set_notification_preferences(site: Site, account_id: int, **choices: bool) -
 
 @dataclass(frozen=True)
 class _Due:
+    """A notice that is due; `details` (who to tell, and what) is worked
+    out only for one not recorded yet: most are, pass after pass."""
+
     kind: NoticeKind
     subject: str
-    account: Account | None
-    payload: dict[str, Any]
+    details: Callable[[], tuple[Account | None, dict[str, Any]]]
 
 
 def _reservation_payload(site: Site, row: ReservationRow, spot: Spot) -> dict[str, Any]:
@@ -178,6 +181,16 @@ def _reservation_payload(site: Site, row: ReservationRow, spot: Spot) -> dict[st
         "starts": site.describe_time(row.starts_at),
         "ends": site.describe_time(row.ends_at),
     }
+
+
+def _booking_details(
+    site: Site, row: ReservationRow, spot: Spot, account: Account, extra: dict[str, Any]
+) -> tuple[Account | None, dict[str, Any]]:
+    return account, _reservation_payload(site, row, spot) | extra
+
+
+def _no_account(payload: dict[str, Any]) -> tuple[Account | None, dict[str, Any]]:
+    return None, payload
 
 
 def _stay_account(session: Session, site: Site, stay: Stay) -> Account | None:
@@ -220,8 +233,13 @@ def _due(session: Session, site: Site, now: datetime) -> list[_Due]:
         ReservationRow.starts_at > now,
         ReservationRow.starts_at <= soon,
     ):
-        payload = _reservation_payload(site, row, spot)
-        found.append(_Due(NoticeKind.RESERVATION_SOON, f"reservation {row.id}", account, payload))
+        found.append(
+            _Due(
+                NoticeKind.RESERVATION_SOON,
+                f"reservation {row.id}",
+                partial(_booking_details, site, row, spot, account, {}),
+            )
+        )
 
     # Cars due out within the reminder time, or out of time for less than a
     # day (older overstays were told then; the attendant has them anyway).
@@ -239,18 +257,19 @@ def _due(session: Session, site: Site, now: datetime) -> list[_Due]:
         .order_by(Stay.max_stay_until)
         .limit(500)
     ):
-        owner = _stay_account(session, site, stay)
-        if owner is None:
-            continue  # the attendant sees overstays in the console
         kind = NoticeKind.OVERSTAY if stay.max_stay_until <= now else NoticeKind.MAX_STAY_SOON
-        payload = {
-            "ticket_id": stay.id,
-            "spot": spot.label,
-            "level": spot.level,
-            "plate": stay.plate or "",
-            "until": site.describe_time(stay.max_stay_until),
-        }
-        found.append(_Due(kind, f"stay {stay.id}", owner, payload))
+
+        def car(stay: Stay = stay, spot: Spot = spot) -> tuple[Account | None, dict[str, Any]]:
+            # No account: nobody to tell (the attendant sees overstays anyway).
+            return _stay_account(session, site, stay), {
+                "ticket_id": stay.id,
+                "spot": spot.label,
+                "level": spot.level,
+                "plate": stay.plate or "",
+                "until": site.describe_time(stay.max_stay_until),
+            }
+
+        found.append(_Due(kind, f"stay {stay.id}", car))
 
     for row, spot, account in _booked(
         session,
@@ -259,9 +278,19 @@ def _due(session: Session, site: Site, now: datetime) -> list[_Due]:
         ReservationRow.starts_at > since,
         or_(ReservationRow.cancelled_at.is_(None), ReservationRow.cancelled_at > since),
     ):
-        payload = _reservation_payload(site, row, spot) | {"released": row.state == "no_show"}
         found.append(
-            _Due(NoticeKind.RESERVATION_CANCELLED, f"reservation {row.id}", account, payload)
+            _Due(
+                NoticeKind.RESERVATION_CANCELLED,
+                f"reservation {row.id}",
+                partial(
+                    _booking_details,
+                    site,
+                    row,
+                    spot,
+                    account,
+                    {"released": row.state == "no_show"},
+                ),
+            )
         )
 
     moved_to = Spot.__table__.alias("moved_to")
@@ -279,8 +308,13 @@ def _due(session: Session, site: Site, now: datetime) -> list[_Due]:
         )
         .limit(500)
     ):
-        payload = _reservation_payload(site, row, spot) | {"moved_to": label}
-        found.append(_Due(NoticeKind.RESERVATION_MOVED, f"reservation {row.id}", account, payload))
+        found.append(
+            _Due(
+                NoticeKind.RESERVATION_MOVED,
+                f"reservation {row.id}",
+                partial(_booking_details, site, row, spot, account, {"moved_to": label}),
+            )
+        )
 
     quiet_since = now - timedelta(seconds=settings.heartbeat_missing_seconds)
     for device in session.scalars(
@@ -290,7 +324,7 @@ def _due(session: Session, site: Site, now: datetime) -> list[_Due]:
         # a new subject (its last heartbeat differs).
         subject = f"{device.device_id} {int(device.last_seen_at.timestamp())}"[:64]
         payload = {"device": device.device_id, "since": site.describe_time(device.last_seen_at)}
-        found.append(_Due(NoticeKind.KIOSK_SILENT, subject, None, payload))
+        found.append(_Due(NoticeKind.KIOSK_SILENT, subject, partial(_no_account, payload)))
     return found
 
 
@@ -323,7 +357,7 @@ def plan_notifications(site: Site) -> list[Notice]:
             if (item.kind.value, item.subject) in taken:
                 continue
             taken.add((item.kind.value, item.subject))
-            account = item.account
+            account, payload = item.details()
             if item.kind is NoticeKind.KIOSK_SILENT:
                 channel, recipient = "attendant", ""
             elif account is None or not getattr(account, CHOICE[item.kind]):
@@ -338,7 +372,7 @@ def plan_notifications(site: Site) -> list[Notice]:
                 recipient=recipient,
                 account_id=account.id if account is not None else None,
                 payload=json.dumps(
-                    item.payload | ({"name": account.name} if account is not None else {})
+                    payload | ({"name": account.name} if account is not None else {})
                 ),
                 state="pending",
                 attempts=0,
