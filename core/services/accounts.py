@@ -100,12 +100,14 @@ def create_account(site: Site, name: str, email: str, password: str) -> Account:
     return result
 
 
-def _blocked_for(site: Site, email: str, now: datetime) -> int:
+def _blocked_for(site: Site, email: str, now: datetime, client: str = "") -> int:
     """Seconds this email must still wait before another attempt (0: none)."""
     blocked_until = site.db.read(
         lambda s: s.scalar(
             select(SignInThrottle.blocked_until).where(
-                SignInThrottle.site_id == site.id, SignInThrottle.email == email
+                SignInThrottle.site_id == site.id,
+                SignInThrottle.email == email,
+                SignInThrottle.client == client,
             )
         )
     )
@@ -114,12 +116,14 @@ def _blocked_for(site: Site, email: str, now: datetime) -> int:
     return max(1, int((blocked_until - now).total_seconds() + 0.999))
 
 
-def _record_failure(site: Site, email: str) -> None:
+def _record_failure(site: Site, email: str, client: str = "") -> None:
     def work(session: Session) -> None:
         now = site.clock.now()
-        row = session.get(SignInThrottle, (site.id, email), with_for_update=True)
+        row = session.get(SignInThrottle, (site.id, email, client), with_for_update=True)
         if row is None:
-            row = SignInThrottle(site_id=site.id, email=email, failures=0, last_failed_at=now)
+            row = SignInThrottle(
+                site_id=site.id, email=email, client=client, failures=0, last_failed_at=now
+            )
             session.add(row)
         row.failures += 1
         row.last_failed_at = now

@@ -159,6 +159,11 @@ class Stay(Base):
     lost_ticket: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # Set once, by a conditional UPDATE, when the overstay event is raised.
     overstay_noted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The idempotency key of the one charge being taken for this stay now:
+    # set by the conditional UPDATE that decides a charge may start (`...
+    # AND pending_payment IS NULL AND paid_amount = :seen`), cleared when it
+    # settles. At most one live charge per stay, decided by this row.
+    pending_payment: Mapped[str | None] = mapped_column(String(80), nullable=True)
 
 
 class EventRow(Base):
@@ -201,12 +206,15 @@ class Account(Base):
 
 
 class SignInThrottle(Base):
-    """Failed sign-ins per email (known or not, so both answer alike)."""
+    """Failed sign-ins per email (known or not, so both answer alike) and
+    client (an address, or a kiosk), so that a stranger's failures from
+    elsewhere never lock the owner out."""
 
     __tablename__ = "sign_in_throttle"
 
     site_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     email: Mapped[str] = mapped_column(String(254), primary_key=True)
+    client: Mapped[str] = mapped_column(String(64), primary_key=True, default="")
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_failed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -257,6 +265,9 @@ class Reservation(Base):
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     stay_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The one charge being taken for this reservation now (see Stay): a hold
+    # with a payment in flight is never expired under it.
+    pending_payment: Mapped[str | None] = mapped_column(String(80), nullable=True)
 
 
 class Payment(Base):
@@ -295,6 +306,10 @@ class Payment(Base):
     source: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # On a charge: what its refunds (pending or succeeded) take back. Raised
+    # by `UPDATE ... WHERE refunded + :amount <= amount`, so two consoles can
+    # never refund more than was charged.
+    refunded: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class SimulatedCharge(Base):
@@ -355,6 +370,9 @@ class StaffMember(Base):
     pin_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Written by every sign-in (`... WHERE disabled_at IS NULL`): a sign-in
+    # and a disable decide on the same row, so one wins.
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class AuditRow(Base):
@@ -394,7 +412,10 @@ class Shift(Base):
     the cash counted at its close."""
 
     __tablename__ = "shifts"
-    __table_args__ = (Index(None, "site_id", "closed_at"),)
+    __table_args__ = (
+        Index(None, "site_id", "closed_at"),
+        UniqueConstraint("site_id", "open_for"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     site_id: Mapped[str] = mapped_column(String(32))
@@ -404,6 +425,9 @@ class Shift(Base):
     float_amount: Mapped[int] = mapped_column(Integer)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     counted_amount: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The staff id while the shift is open, NULL once closed: the unique key
+    # allows one open shift per person however many consoles open one.
+    open_for: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Notification(Base):
