@@ -21,9 +21,10 @@ def test_staff_sign_in_with_name_and_pin_and_the_addition_is_audited(site: Site)
         staff_sign_in(site, "Sam Reyes", "1357")
     with pytest.raises(SignInFailed, match="name and PIN"):
         staff_sign_in(site, "Nobody", "2468")
-    (entry,) = audit_entries(site)
+    signed_in, entry = audit_entries(site)  # newest first; failures are not audited
     assert (entry.staff_name, entry.action, entry.target) == ("cli", "staff_added", "Sam Reyes")
     assert entry.data == {"role": "supervisor"}
+    assert (signed_in.staff_name, signed_in.action) == ("Sam Reyes", "signed_in")
 
 
 def test_bad_staff_details_are_refused_with_a_clear_message(site: Site) -> None:

@@ -41,7 +41,9 @@ StayRow = Any
 # A batch step (`core.storage.batch`): the stay for the claim inserted by
 # the step before, if it inserted one.
 _STAY_COLUMNS = [
-    c for c in stays_table.c if c.key not in ("id", "exited_at", "exit_kiosk", "overstay_noted_at")
+    c
+    for c in stays_table.c
+    if c.key not in ("id", "exited_at", "exit_kiosk", "overstay_noted_at", "pending_payment")
 ]
 _INSERT_STAY_FOR_NEW_CLAIM = insert(stays_table).from_select(
     [c.key for c in _STAY_COLUMNS],

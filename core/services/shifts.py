@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from core.domain import EventKind
@@ -19,6 +19,7 @@ from core.errors import InvalidInput, NotFound
 from core.services.audit import record_audit
 from core.services.staff import Staff
 from core.site import Site
+from core.storage.database import rows_touched
 from core.storage.models import EventRow, Payment, Shift
 from core.tariff import format_money
 
@@ -187,17 +188,34 @@ def _money(amount: int, what: str) -> int:
     return amount
 
 
+# One write decides each: the unique key (site_id, open_for) allows one open
+# shift per person, however many consoles open one at once; closing is
+# `UPDATE ... WHERE closed_at IS NULL`, which touches the row once.
+_CLOSE_SHIFT = (
+    update(Shift)
+    .where(Shift.id == bindparam("shift"), Shift.closed_at.is_(None))
+    .values(closed_at=bindparam("now"), counted_amount=bindparam("counted"), open_for=None)
+)
+
+
+def _open_shift_id(session: Session, site: Site, staff: Staff) -> int | None:
+    return session.scalar(
+        select(Shift.id).where(
+            Shift.site_id == site.id, Shift.staff_id == staff.id, Shift.closed_at.is_(None)
+        )
+    )
+
+
 def open_shift(site: Site, staff: Staff, float_amount: int) -> ShiftInfo:
-    """Start `staff`'s shift with a cash float. One open shift per person."""
+    """Start `staff`'s shift with a cash float. One open shift per person:
+    a second one, even from another console at the same moment, is refused
+    with `InvalidInput`."""
     _money(float_amount, "cash float")
 
     def work(session: Session) -> ShiftInfo:
-        open_one = session.scalar(
-            select(Shift.id).where(
-                Shift.site_id == site.id, Shift.staff_id == staff.id, Shift.closed_at.is_(None)
-            )
-        )
-        if open_one is not None:
+        # Only for the message: the unique key decides (a racing second
+        # insert fails as a duplicate, and the rerun lands here).
+        if _open_shift_id(session, site, staff) is not None:
             raise InvalidInput(f"{staff.name} already has a shift open; close it first.")
         now = site.clock.now()
         row = Shift(
@@ -206,6 +224,7 @@ def open_shift(site: Site, staff: Staff, float_amount: int) -> ShiftInfo:
             staff_name=staff.name,
             opened_at=now,
             float_amount=float_amount,
+            open_for=staff.id,
         )
         session.add(row)
         session.flush()
@@ -225,19 +244,19 @@ def open_shift(site: Site, staff: Staff, float_amount: int) -> ShiftInfo:
 
 def close_shift(site: Site, staff: Staff, counted_amount: int) -> Report:
     """Close `staff`'s open shift with the cash counted in the drawer; its
-    report, with cash over or short."""
+    report, with cash over or short. Closed once: a second close (another
+    console, a double tap) gets `NotFound`."""
     _money(counted_amount, "counted cash")
 
     def work(session: Session) -> ShiftInfo:
-        row = session.scalars(
-            select(Shift)
-            .where(Shift.site_id == site.id, Shift.staff_id == staff.id, Shift.closed_at.is_(None))
-            .with_for_update()
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"{staff.name} has no shift open.")
+        shift_id = _open_shift_id(session, site, staff)
         now = site.clock.now()
-        row.closed_at, row.counted_amount = now, counted_amount
+        closed = session.execute(
+            _CLOSE_SHIFT, {"shift": shift_id or 0, "now": now, "counted": counted_amount}
+        )
+        if shift_id is None or rows_touched(closed) != 1:
+            raise NotFound(f"{staff.name} has no shift open.")
+        row = session.get_one(Shift, shift_id, populate_existing=True)
         record_audit(
             session,
             site,

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidInput, NotFound, SignInFailed, SignInThrottled
 from core.services.accounts import HASHER, _blocked_for, _clear_failures, _record_failure, _verify
 from core.services.audit import CLI, Actor, record_audit
 from core.site import Site
+from core.storage.database import rows_touched
 from core.storage.models import StaffMember
 
 Role = Literal["attendant", "supervisor"]
@@ -103,22 +104,40 @@ def list_staff(site: Site) -> list[Staff]:
     return [_staff(r) for r in rows]
 
 
+# A sign-in and a disable decide on the same row, so exactly one wins: a
+# sign-in counts only if this write touched the row while it was enabled
+# (and still had the PIN that was checked); a disable only once.
+_SIGNED_IN = (
+    update(StaffMember)
+    .where(
+        StaffMember.id == bindparam("b_staff"),
+        StaffMember.disabled_at.is_(None),
+        StaffMember.pin_hash == bindparam("b_pin_hash"),
+    )
+    .values(last_sign_in_at=bindparam("now"))
+)
+_DISABLE = (
+    update(StaffMember)
+    .where(StaffMember.id == bindparam("b_staff"), StaffMember.disabled_at.is_(None))
+    .values(disabled_at=bindparam("now"))
+)
+
+
 def disable_staff(site: Site, name: str, reason: str = "", by: Actor = CLI) -> Staff:
-    """Stop a staff member from signing in; their history stays."""
+    """Stop a staff member from signing in; their history stays. A sign-in
+    racing with this either finished before it or is refused."""
     name = _clean_name(name)
 
     def work(session: Session) -> Staff | None:
-        row = session.scalars(
-            select(StaffMember)
-            .where(StaffMember.site_id == site.id, StaffMember.name == name)
-            .with_for_update()
-        ).one_or_none()
-        if row is None:
+        staff_id = session.scalar(
+            select(StaffMember.id).where(StaffMember.site_id == site.id, StaffMember.name == name)
+        )
+        if staff_id is None:
             return None
-        if row.disabled_at is None:
-            row.disabled_at = site.clock.now()
-            record_audit(session, site, by, "staff_disabled", target=name, reason=reason)
-        return _staff(row)
+        now = site.clock.now()
+        if rows_touched(session.execute(_DISABLE, {"b_staff": staff_id, "now": now})) == 1:
+            record_audit(session, site, by, "staff_disabled", target=name, reason=reason, at=now)
+        return _staff(session.get_one(StaffMember, staff_id, populate_existing=True))
 
     result = site.db.write(work)
     if result is None:
@@ -143,8 +162,24 @@ def staff_sign_in(site: Site, name: str, pin: str) -> Staff:
         ).one_or_none()
     )
     matched = _verify(row.pin_hash if row else _DUMMY_HASH, pin)
-    if row is None or not matched or row.disabled_at is not None:
+    if row is None or not matched or row.disabled_at is not None or not _signed_in(site, row):
         _record_failure(site, key)
         raise SignInFailed("That name and PIN do not match a staff member who may sign in.")
     _clear_failures(site, key)
     return _staff(row)
+
+
+def _signed_in(site: Site, row: StaffMember) -> bool:
+    """Record the sign-in on the staff row (and in the audit trail); false
+    when the row was disabled, or its PIN changed, since it was read."""
+
+    def work(session: Session) -> bool:
+        now = site.clock.now()
+        params = {"b_staff": row.id, "b_pin_hash": row.pin_hash, "now": now}
+        if rows_touched(session.execute(_SIGNED_IN, params)) != 1:
+            return False
+        actor = Actor(row.name, row.id, row.role)
+        record_audit(session, site, actor, "signed_in", target=row.name, at=now)
+        return True
+
+    return site.db.write(work)
