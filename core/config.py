@@ -8,10 +8,12 @@ This is the only module that reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import (
@@ -23,7 +25,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from core.errors import ConfigError
 
@@ -187,6 +194,48 @@ class WorkerSettings(_Section):
     """A kiosk silent this long is reported to the attendant."""
 
 
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ApiSettings(_Section):
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    """Addresses or networks (``10.0.0.5``, ``10.0.0.0/8``, ``::1``) of the
+    reverse proxies in front of ``lotkeeper api``. Only a request that comes
+    straight from one of them has its ``X-Forwarded-For`` read: the client
+    is then the right-most address there that is not itself a trusted proxy.
+    Empty (the default): the header is ignored and the client is the address
+    that connected. In the environment: a comma-separated list, or JSON
+    (``LOTKEEPER_API__TRUSTED_PROXIES="10.0.0.5,10.1.0.0/16"``)."""
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _from_text(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = []
+        for entry in value:
+            try:
+                cleaned.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/8)"
+                ) from None
+        return tuple(cleaned)
+
+    @property
+    def proxy_networks(self) -> tuple[IpNetwork, ...]:
+        """`trusted_proxies` as networks, to test an address against."""
+        return tuple(ipaddress.ip_network(entry) for entry in self.trusted_proxies)
+
+
 class PathSettings(_Section):
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("lotkeeper")))
 
@@ -209,6 +258,7 @@ class Settings(BaseSettings):
     kiosk: KioskSettings = KioskSettings()
     smtp: SmtpSettings = SmtpSettings()
     worker: WorkerSettings = WorkerSettings()
+    api: ApiSettings = ApiSettings()
     paths: PathSettings = PathSettings()
 
     @classmethod
