@@ -199,6 +199,21 @@ class PaymentUnavailable(LotkeeperError):
     code = "payment_unavailable"
 
 
+class PaymentInProgress(LotkeeperError):
+    """Another charge for the same ticket or reservation is being taken right
+    now (another pay station, the booth, a phone): one at a time, so that
+    nothing is ever paid twice."""
+
+    code = "payment_in_progress"
+
+    def __init__(self, what: str = "ticket") -> None:
+        super().__init__(
+            "This {what} is being paid somewhere else right now. Please finish there, "
+            "or wait a minute and try again.",
+            what=what,
+        )
+
+
 class RefundRefused(LotkeeperError):
     code = "refund_refused"
 

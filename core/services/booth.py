@@ -9,15 +9,19 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.domain import PaymentPurpose
-from core.errors import InvalidInput, LotkeeperError, NotFound, NothingToPay
+from core.errors import InvalidInput, LotkeeperError, NotFound
 from core.services.accounts import normalize_email
 from core.services.audit import record_audit
 from core.services.entry import amount_due, parse_ticket_code
-from core.services.payments import record_cash_payment
 from core.services.reservations import Reservation, get_reservation
 from core.services.staff import Staff
-from core.services.stays import StayStatus, _open_stay, find_stays, lost_ticket_quote, stay_status
+from core.services.stays import (
+    StayStatus,
+    _open_stay,
+    find_stays,
+    stay_status,
+    take_lost_ticket_cash,
+)
 from core.site import Site
 from core.storage.models import Account as AccountRow
 from core.ticket_codes import RESERVATION, parse_code
@@ -26,13 +30,7 @@ from core.ticket_codes import RESERVATION, parse_code
 def lost_ticket_cash(site: Site, staff: Staff, stay_id: int) -> int:
     """Take the lost-ticket charge in cash at the booth (counted against the
     shift). Returns the amount taken."""
-    due = lost_ticket_quote(site, stay_id).due
-    if due == 0:
-        raise NothingToPay("Nothing is left to pay for this stay.")
-    record_cash_payment(
-        site, PaymentPurpose.LOST_TICKET, due, stay_id=stay_id, source=f"staff:{staff.name}"
-    )
-    return due
+    return take_lost_ticket_cash(site, stay_id, f"staff:{staff.name}")
 
 
 def exit_pass(site: Site, staff: Staff, stay_id: int) -> str:

@@ -23,7 +23,7 @@ from core.services.audit import record_audit
 from core.services.claims import is_live, take_spot
 from core.services.entry import amount_due, end_stay
 from core.services.events import record_event
-from core.services.payments import record_cash_payment, refund_payment
+from core.services.payments import record_cash_payment, refund_payment, with_fresh_quote
 from core.services.reservations import Cancellation, find_reservation
 from core.services.reservations import cancel_reservation as cancel_booking
 from core.services.staff import Staff
@@ -103,41 +103,47 @@ def waive_fee(
     waived."""
     _supervisor(staff, "waive or discount a fee")
     why = _reason(reason)
-    stay = site.db.read(lambda s: _open_stay(s, site, stay_id))
-    due = amount_due(site, stay, site.clock.now())
-    if due == 0:
-        raise NothingToPay("Nothing is left to pay for this stay.")
-    waived = due if amount is None else amount
-    if isinstance(waived, bool) or not 0 < waived <= due:
-        raise InvalidInput(f"A discount is between 1 and {due} (what the stay owes), in cents.")
-    money = format_money(waived, site.tariff.currency)
 
-    def audit(session: Session) -> None:
-        _override(
-            session,
+    def waive() -> int:
+        stay = site.db.read(lambda s: _open_stay(s, site, stay_id))
+        due = amount_due(site, stay, site.clock.now())
+        if due == 0:
+            raise NothingToPay("Nothing is left to pay for this stay.")
+        waived = due if amount is None else amount
+        if isinstance(waived, bool) or not 0 < waived <= due:
+            raise InvalidInput(f"A discount is between 1 and {due} (what the stay owes), in cents.")
+        money = format_money(waived, site.tariff.currency)
+
+        def audit(session: Session) -> None:
+            _override(
+                session,
+                site,
+                staff,
+                "fee_waived",
+                f"{money} waived on ticket {stay_id}",
+                why,
+                target=f"ticket {stay_id}",
+                stay_id=stay_id,
+                spot_id=stay.spot_id,
+                spot_label=stay.label,
+                data={"amount": waived, "of": due},
+            )
+
+        # The waiver is settled as a payment (one at a time per stay, like
+        # every charge); its audit row is in that transaction.
+        record_cash_payment(
             site,
-            staff,
-            "fee_waived",
-            f"{money} waived on ticket {stay_id}",
-            why,
-            target=f"ticket {stay_id}",
+            PaymentPurpose.STAY,
+            waived,
             stay_id=stay_id,
-            spot_id=stay.spot_id,
-            spot_label=stay.label,
-            data={"amount": waived, "of": due},
+            paid_seen=stay.paid_amount,
+            source=f"staff:{staff.name}",
+            method="waiver" if waived == due else "discount",
+            also=audit,
         )
+        return waived
 
-    # The waiver is settled as a payment; its audit row is in that transaction.
-    record_cash_payment(
-        site,
-        PaymentPurpose.STAY,
-        waived,
-        stay_id=stay_id,
-        source=f"staff:{staff.name}",
-        method="waiver" if waived == due else "discount",
-        also=audit,
-    )
-    return waived
+    return with_fresh_quote(waive)
 
 
 def manual_exit(site: Site, staff: Staff, stay_id: int, reason: str) -> ExitResult:

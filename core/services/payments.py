@@ -21,12 +21,21 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from core.domain import EventKind, Page, Payment, PaymentPurpose
-from core.errors import InvalidInput, NotFound, PaymentUnavailable, RefundRefused
+from core.errors import (
+    InvalidInput,
+    NotFound,
+    NothingToPay,
+    PaymentInProgress,
+    PaymentUnavailable,
+    RefundRefused,
+    ReservationError,
+)
 from core.payments.provider import (
     ChargeRequest,
     IntentNotSupported,
@@ -38,10 +47,13 @@ from core.services.events import record_event
 from core.site import Site
 from core.storage.database import rows_touched
 from core.storage.models import Payment as PaymentRow
-from core.storage.models import payments_table, stays_table
+from core.storage.models import payments_table, reservations_table, stays_table
 from core.tariff import format_money
 
 P = payments_table.c
+T = stays_table.c
+R = reservations_table.c
+Result = TypeVar("Result")
 
 # Effects of a settled payment beyond the ledger (a reservation confirmed...)
 # are registered by the modules that own them, to keep this one free of them.
@@ -117,13 +129,22 @@ def start_payment(
     card: str | None = None,
     source: str = "",
     idempotency_key: str | None = None,
+    paid_seen: int | None = None,
 ) -> Payment:
     """Write a pending charge to the ledger, then hand it to the card reader.
     Returns the payment: usually pending (poll it with `poll_payment`), or
     failed at once (reader busy). Raises `PaymentUnavailable` when the
     provider cannot be reached; the pending row is then settled by the
     reconciler. Passing the same `idempotency_key` again returns the same
-    payment instead of starting another."""
+    payment instead of starting another.
+
+    One live charge per stay or reservation: the charge starts only if a
+    conditional write marks its stay (`... AND pending_payment IS NULL AND
+    paid_amount = :paid_seen`, the figure `amount` was worked out from) or
+    its reservation (`... AND state = 'held' AND pending_payment IS NULL`).
+    Otherwise `PaymentInProgress` (another station is taking it),
+    `QuoteChanged` (it was paid meanwhile: work out the amount again),
+    `NothingToPay` or `ReservationError`."""
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidInput("A payment needs a positive amount in minor units.")
     provider = site.payments
@@ -137,6 +158,7 @@ def start_payment(
         reservation_id=reservation_id,
         account_id=account_id,
         source=source,
+        paid_seen=paid_seen,
     )
     if row.status != PaymentStatus.PENDING or row.provider_ref is not None:
         return _payment(row)  # a replay of a call that already got this far
@@ -150,6 +172,100 @@ def start_payment(
     return _answered(site, row.id, state)
 
 
+class QuoteChanged(Exception):
+    """The stay was paid (or refunded) between working out what it owes and
+    starting the charge: work the amount out again."""
+
+
+# The writes that decide a charge may start: they mark the stay or the
+# reservation with the charge's key, and only an unmarked one whose figures
+# are what the amount was worked out from. Settling clears the mark.
+_MARK_STAY = (
+    update(stays_table)
+    .where(
+        T.id == bindparam("b_stay"),
+        T.site_id == bindparam("b_site"),
+        T.exited_at.is_(None),
+        T.pending_payment.is_(None),
+        T.paid_amount == bindparam("b_paid"),
+    )
+    .values(pending_payment=bindparam("b_key"))
+)
+_MARK_RESERVATION = (
+    update(reservations_table)
+    .where(
+        R.id == bindparam("b_reservation"),
+        R.site_id == bindparam("b_site"),
+        R.state == "held",
+        R.hold_expires_at > bindparam("b_now"),
+        R.pending_payment.is_(None),
+    )
+    .values(pending_payment=bindparam("b_key"))
+)
+_UNMARK_STAY = (
+    update(stays_table)
+    .where(T.id == bindparam("b_stay"), T.pending_payment == bindparam("b_key"))
+    .values(pending_payment=None)
+)
+_UNMARK_RESERVATION = (
+    update(reservations_table)
+    .where(R.id == bindparam("b_reservation"), R.pending_payment == bindparam("b_key"))
+    .values(pending_payment=None)
+)
+
+
+def _by_key(session: Session, key: str) -> PaymentRow | None:
+    return session.scalars(
+        select(PaymentRow).where(PaymentRow.idempotency_key == key)
+    ).one_or_none()
+
+
+def _not_marked(
+    session: Session,
+    site: Site,
+    key: str,
+    source: str,
+    stay_id: int | None,
+    reservation_id: int | None,
+) -> PaymentRow | Exception:
+    """Why the mark did not take: a replay (this very charge, or the one the
+    same station started a moment ago: "pay" pressed twice), or the reason
+    to refuse. Read only to explain: the write decided."""
+    if stay_id is not None:
+        stay = session.execute(
+            select(T.exited_at, T.pending_payment).where(T.id == stay_id, T.site_id == site.id)
+        ).one_or_none()
+        if stay is None:
+            return NotFound(f"No car is parked on ticket {stay_id}.")
+        pending, what = stay.pending_payment, "ticket"
+    else:
+        booked = session.execute(
+            select(R.state, R.hold_expires_at, R.pending_payment).where(
+                R.id == reservation_id, R.site_id == site.id
+            )
+        ).one_or_none()
+        if booked is None:
+            return NotFound("That reservation does not exist.")
+        pending, what = booked.pending_payment, "reservation"
+    if pending is not None:
+        started = _by_key(session, pending)
+        if started is not None and (pending == key or started.source == source[:64]):
+            return started
+        return PaymentInProgress(what)
+    if stay_id is not None:
+        if stay.exited_at is not None:
+            return NothingToPay("This ticket has already been used to exit.")
+        return QuoteChanged()
+    if booked.state != "held":
+        state = booked.state.replace("_", " ")
+        return ReservationError("not_held", f"This reservation is {state}.")
+    return ReservationError(
+        "hold_expired",
+        "The 5 minutes to pay for this reservation are up and the spot was "
+        "released. Please start again.",
+    )
+
+
 def _pending_charge(
     site: Site,
     key: str,
@@ -160,17 +276,39 @@ def _pending_charge(
     reservation_id: int | None = None,
     account_id: int | None = None,
     source: str = "",
+    paid_seen: int | None = None,
+    method: str = "card",
 ) -> PaymentRow:
     """The ledger row under `key`: written pending (and committed) before
-    the provider hears of it, or the one an earlier call wrote."""
+    the provider hears of it, with the mark on its stay or reservation, or
+    the one an earlier call wrote."""
     provider = site.payments
+    cash = method != "card"
 
-    def write(session: Session) -> PaymentRow:
-        existing = session.scalars(
-            select(PaymentRow).where(PaymentRow.idempotency_key == key)
-        ).one_or_none()
+    def write(session: Session) -> PaymentRow | Exception:
+        existing = _by_key(session, key)
         if existing is not None:
             return existing
+        now = site.clock.now()
+        if stay_id is not None:
+            # The services pass the paid amount their quote was worked out
+            # from; a caller naming its own amount takes the stay as it is.
+            paid = paid_seen
+            if paid is None:
+                paid = session.scalar(select(T.paid_amount).where(T.id == stay_id)) or 0
+            marked = session.execute(
+                _MARK_STAY,
+                {"b_stay": stay_id, "b_site": site.id, "b_paid": paid, "b_key": key},
+            )
+        elif reservation_id is not None:
+            marked = session.execute(
+                _MARK_RESERVATION,
+                {"b_reservation": reservation_id, "b_site": site.id, "b_now": now, "b_key": key},
+            )
+        else:
+            raise ValueError("a charge is for a stay or a reservation")
+        if rows_touched(marked) != 1:
+            return _not_marked(session, site, key, source, stay_id, reservation_id)
         row = PaymentRow(
             site_id=site.id,
             idempotency_key=key,
@@ -181,18 +319,21 @@ def _pending_charge(
             account_id=account_id,
             amount=amount,
             currency=site.tariff.currency,
-            method="card",
-            provider=provider.name,
-            simulated=provider.simulated,
+            method=method,
+            provider=method if cash else provider.name,
+            simulated=False if cash else provider.simulated,
             status=PaymentStatus.PENDING.value,
             source=source[:64],
-            created_at=site.clock.now(),
+            created_at=now,
         )
         session.add(row)
         session.flush()
         return row
 
-    return site.db.write(write)
+    result = site.db.write(write)
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def claim_payment_intent(
@@ -370,6 +511,15 @@ def _settle(
         if rows_touched(changed) != 1:
             return row  # settled already, by us or another process
         session.refresh(row)
+        if row.kind == "charge":
+            # The stay or reservation may take its next charge (none twice).
+            if row.stay_id is not None:
+                session.execute(_UNMARK_STAY, {"b_stay": row.stay_id, "b_key": row.idempotency_key})
+            if row.reservation_id is not None:
+                session.execute(
+                    _UNMARK_RESERVATION,
+                    {"b_reservation": row.reservation_id, "b_key": row.idempotency_key},
+                )
         if also is not None:
             also(session)
         if row.kind == "refund":
@@ -443,6 +593,12 @@ def _apply_charge(session: Session, site: Site, row: PaymentRow, now: datetime) 
 
 def _settle_refund(session: Session, site: Site, row: PaymentRow, now: datetime) -> None:
     if row.status != PaymentStatus.SUCCEEDED:
+        # What this refund had reserved of its charge may be refunded again.
+        session.execute(
+            update(payments_table)
+            .where(P.id == row.refund_of, P.refunded >= row.amount)
+            .values(refunded=P.refunded - row.amount)
+        )
         record_event(
             session,
             site.id,
@@ -481,20 +637,25 @@ def refundable(site: Site, payment_id: int) -> int:
         charge = _load(session, site, payment_id)
         if charge.kind != "charge" or charge.status != PaymentStatus.SUCCEEDED:
             return 0
-        return charge.amount - _refunds_taken(session, charge.id)
+        return charge.amount - charge.refunded
 
     return site.db.read(work)
 
 
-def _refunds_taken(session: Session, charge_id: int) -> int:
-    taken = session.scalar(
-        select(func.coalesce(func.sum(P.amount), 0)).where(
-            P.refund_of == charge_id,
-            P.kind == "refund",
-            P.status.in_([PaymentStatus.PENDING.value, PaymentStatus.SUCCEEDED.value]),
-        )
+# The write that decides a refund: the charge's refunded total grows by the
+# refund only while it stays within what was charged, so two consoles
+# refunding one charge at once can never give back more than it.
+_TAKE_REFUND = (
+    update(payments_table)
+    .where(
+        P.id == bindparam("b_charge"),
+        P.site_id == bindparam("b_site"),
+        P.kind == "charge",
+        P.status == PaymentStatus.SUCCEEDED.value,
+        P.refunded + bindparam("b_amount") <= P.amount,
     )
-    return int(taken or 0)
+    .values(refunded=P.refunded + bindparam("b_amount"))
+)
 
 
 def refund_payment(
@@ -517,20 +678,21 @@ def refund_payment(
 
     def write(session: Session) -> PaymentRow | RefundRefused:
         if idempotency_key is not None:
-            existing = session.scalars(
-                select(PaymentRow).where(PaymentRow.idempotency_key == idempotency_key)
-            ).one_or_none()
+            existing = _by_key(session, idempotency_key)
             if existing is not None:
                 return existing
-        # Lock the charge so two refunds cannot both take the last of it.
-        charge = session.get(PaymentRow, payment_id, with_for_update=True)
+        charge = session.get(PaymentRow, payment_id)
         if charge is None or charge.site_id != site.id or charge.kind != "charge":
             return RefundRefused("That payment does not exist.")
         if charge.status != PaymentStatus.SUCCEEDED:
             return RefundRefused("Only a completed payment can be refunded.")
-        left = charge.amount - _refunds_taken(session, charge.id)
-        wanted = left if amount is None else amount
-        if wanted <= 0 or wanted > left:
+        wanted = charge.amount - charge.refunded if amount is None else amount
+        taken = session.execute(
+            _TAKE_REFUND, {"b_charge": charge.id, "b_site": site.id, "b_amount": wanted}
+        )
+        if wanted <= 0 or rows_touched(taken) != 1:
+            session.refresh(charge)
+            left = charge.amount - charge.refunded
             return RefundRefused(
                 f"Only {format_money(left, charge.currency)} is left to refund on this payment."
             )
@@ -697,40 +859,46 @@ def record_cash_payment(
     purpose: PaymentPurpose,
     amount: int,
     *,
-    stay_id: int | None = None,
+    stay_id: int,
+    paid_seen: int | None = None,
     source: str = "",
     method: str = "cash",
     also: Callable[[Session], None] | None = None,
 ) -> Payment:
     """Cash taken by an attendant (or, with `method` "waiver" or "discount",
     what a supervisor waived: all that was due, or part of it): written
-    pending, then settled like a card payment (same effect, same event), so
-    the paths cannot differ. Reports count waivers and discounts as paid
-    for the stay, never as revenue. `also(session)` runs in the transaction
-    that settles it (an override's audit row)."""
+    pending (marking the stay, like a card charge: one at a time), then
+    settled like a card payment (same effect, same event), so the paths
+    cannot differ. Reports count waivers and discounts as paid for the
+    stay, never as revenue. `also(session)` runs in the transaction that
+    settles it (an override's audit row). Raises like `start_payment`."""
     if method not in ("cash", "waiver", "discount"):
         raise InvalidInput("An attendant records cash, a waiver or a discount.")
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidInput("A payment needs a positive amount in minor units.")
+    row = _pending_charge(
+        site,
+        f"{site.id}:{method}:{uuid.uuid4().hex}",
+        purpose,
+        amount,
+        stay_id=stay_id,
+        source=source,
+        paid_seen=paid_seen,
+        method=method,
+    )
+    return _settle(site, row.id, ProviderState(PaymentStatus.SUCCEEDED), also)
 
-    def write(session: Session) -> int:
-        result = session.execute(
-            insert(payments_table).values(
-                site_id=site.id,
-                idempotency_key=f"{site.id}:{method}:{uuid.uuid4().hex}",
-                kind="charge",
-                purpose=purpose.value,
-                stay_id=stay_id,
-                amount=amount,
-                currency=site.tariff.currency,
-                method=method,
-                provider=method,
-                simulated=False,
-                status=PaymentStatus.PENDING.value,
-                source=source[:64],
-                created_at=site.clock.now(),
-            )
-        )
-        return int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
 
-    return _settle(site, site.db.write(write), ProviderState(PaymentStatus.SUCCEEDED), also)
+def with_fresh_quote(start: Callable[[], Result], attempts: int = 3) -> Result:
+    """Run `start` (work out what is due, then start its charge) again while
+    the stay was paid meanwhile (`QuoteChanged`): the new figure decides,
+    often that nothing is left to pay."""
+    for _ in range(attempts - 1):
+        try:
+            return start()
+        except QuoteChanged:
+            continue
+    try:
+        return start()
+    except QuoteChanged:
+        raise PaymentInProgress("ticket") from None

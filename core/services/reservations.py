@@ -17,8 +17,9 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, bindparam, exists, func, select, update
 from sqlalchemy.orm import Session
 
 from core.allocation import SpotRow
@@ -55,13 +56,23 @@ from core.services.stays import StayStatus, stay_status
 from core.site import Site
 from core.storage.batch import Step
 from core.storage.database import rows_touched
-from core.storage.models import Account, Claim, Spot, Stay, Vehicle
+from core.storage.models import (
+    Account,
+    Claim,
+    Spot,
+    Stay,
+    Vehicle,
+    reservations_table,
+    signing_keys_table,
+)
 from core.storage.models import Payment as PaymentRow
 from core.storage.models import Reservation as ReservationRow
 from core.tariff import Quote, format_money
 from core.ticket_codes import RESERVATION, ShortCode, SignedCode, parse_code
 
 HOLD_MINUTES = 5
+R = reservations_table.c
+K = signing_keys_table.c
 MAX_ADVANCE = timedelta(days=90)
 
 
@@ -291,19 +302,9 @@ def pay_reservation(
     reservation is confirmed in the same transaction that settles it. Raises
     `ReservationError` ("hold_expired", "not_held") when it cannot be paid."""
     row = _payable(site, reservation_id)
-    # One charge per reservation, however often "pay" is pressed: attempt N
-    # has its own key, and N moves on only when a card was declined or the
-    # driver cancelled, so a pending or paid attempt is found again.
-    failed = site.db.read(
-        lambda s: s.scalar(
-            select(func.count()).where(
-                PaymentRow.site_id == site.id,
-                PaymentRow.reservation_id == row.id,
-                PaymentRow.kind == "charge",
-                PaymentRow.status.in_([PaymentStatus.FAILED, PaymentStatus.CANCELLED]),
-            )
-        )
-    )
+    # One charge per reservation at a time: the charge marks the reservation
+    # (`... WHERE state = 'held' AND pending_payment IS NULL`), so a second
+    # kiosk or a double tap is refused while the first is in flight.
     return start_payment(
         site,
         PaymentPurpose.RESERVATION,
@@ -312,8 +313,29 @@ def pay_reservation(
         account_id=row.account_id,
         card=card,
         source=source_name(kiosk),
-        idempotency_key=f"{site.id}:reservation:{row.id}:{failed or 0}",
     )
+
+
+# Settling a reservation's payment confirms it only while it is still held:
+# the conditional write decides against an expiry, a cancel, or another
+# settlement.
+_CONFIRM = (
+    update(reservations_table)
+    .where(R.id == bindparam("b_id"), R.state == ReservationState.HELD.value)
+    .values(state=ReservationState.CONFIRMED.value, confirmed_at=bindparam("now"))
+)
+# A hold expires only with no payment in flight: the payment's mark on the
+# row (`pending_payment`) keeps it for the settlement to decide.
+_EXPIRE_HOLD = (
+    update(reservations_table)
+    .where(
+        R.id == bindparam("b_id"),
+        R.state == ReservationState.HELD.value,
+        R.hold_expires_at <= bindparam("now"),
+        R.pending_payment.is_(None),
+    )
+    .values(state=ReservationState.EXPIRED.value)
+)
 
 
 def _confirm_on_payment(
@@ -322,9 +344,10 @@ def _confirm_on_payment(
     """Settling a reservation's payment: confirm it. If the hold ran out
     before the card was approved, keep the spot if it is still free (or take
     another fitting one); only if none is left, refund."""
-    row = session.get(ReservationRow, payment.reservation_id, with_for_update=True)
-    if row is None or row.state != ReservationState.HELD:
+    confirmed = session.execute(_CONFIRM, {"b_id": payment.reservation_id, "now": now})
+    if rows_touched(confirmed) != 1:
         return "the reservation was no longer waiting for payment"
+    row = session.get_one(ReservationRow, payment.reservation_id, populate_existing=True)
     claim = session.get_one(Claim, row.claim_id)
     kept = session.execute(
         update(Claim)
@@ -358,8 +381,6 @@ def _confirm_on_payment(
                 return "the hold expired before the payment and no spot is left for that time"
             claimed = taken[1]
         row.claim_id, row.spot_id = claimed.claim_id, claimed.spot_id
-    row.state = ReservationState.CONFIRMED.value
-    row.confirmed_at = now
     spot = session.get_one(Spot, row.spot_id)
     record_event(
         session,
@@ -540,14 +561,78 @@ class _Refused(Exception):
         self.alert = alert
 
 
+def key_in_use(site_column: Any, key_column: Any) -> ColumnElement[bool]:
+    """The row's signing key is not retired: part of every write that
+    accepts a code, so a retired key stops working at every kiosk at once
+    (each process's key ring cache only speeds up the signature check)."""
+    return exists(
+        select(K.key_id).where(
+            K.site_id == site_column, K.key_id == key_column, K.retired_at.is_(None)
+        )
+    )
+
+
+# The write that decides a check-in: the reservation moves from confirmed to
+# checked in once, however many lanes scan its code at the same moment.
+_CHECK_IN = (
+    update(reservations_table)
+    .where(
+        R.id == bindparam("b_id"),
+        R.site_id == bindparam("b_site"),
+        R.state == ReservationState.CONFIRMED.value,
+        key_in_use(R.site_id, R.key_id),
+    )
+    .values(state=ReservationState.CHECKED_IN.value, checked_in_at=bindparam("now"))
+)
+
+
+def _not_admitted(site: Site, row: ReservationRow, now: datetime) -> _Refused:
+    """Why a reservation that is not (or no longer) confirmed cannot check in."""
+    when = site.describe_time
+    state = ReservationState(row.state)
+    if state is ReservationState.CANCELLED:
+        return _Refused(
+            ReservationError(
+                "cancelled", f"This reservation was cancelled at {when(row.cancelled_at or now)}."
+            )
+        )
+    if state in (ReservationState.HELD, ReservationState.EXPIRED):
+        return _Refused(
+            ReservationError("not_paid", "This reservation was never paid, so it holds no spot.")
+        )
+    if state is ReservationState.CHECKED_IN:
+        return _Refused(
+            ReservationError(
+                "already_used",
+                "This reservation was already used to enter at {time}.",
+                time=when(row.checked_in_at or now),
+            )
+        )
+    if state is ReservationState.NO_SHOW:
+        return _Refused(
+            ReservationError(
+                "no_show",
+                "This reservation was released because the car did not arrive in time.",
+            )
+        )
+    # Confirmed, yet the write did not take it: its signing key was retired.
+    return _Refused(
+        ReservationError(
+            "key_retired", "This reservation code is no longer valid. Please see the attendant."
+        )
+    )
+
+
 def check_in(site: Site, code: str, plate: str | None = None, kiosk: str = "") -> Ticket:
     """Admit the car of a confirmed reservation: from the tariff's
     `check_in_early_minutes` before its start until `no_show_grace_minutes`
     after it. It gets a ticket for the reserved spot or, if a car that
     overstayed is still in it, another fitting spot; if none is free, the
-    check-in is refused and the attendant alerted. Raises `ReservationError`
-    (codes: too_early, too_late, cancelled, not_paid, already_used, no_show,
-    no_spot) or a `TicketError` for an unknown or forged code."""
+    check-in is refused and the attendant alerted. One car per reservation:
+    the conditional write `confirmed -> checked_in` decides, so the same code
+    at N lanes at once admits one car. Raises `ReservationError` (codes:
+    too_early, too_late, cancelled, not_paid, already_used, no_show,
+    no_spot, key_retired) or a `TicketError` for an unknown or forged code."""
     source = source_name(kiosk)
     parsed = _parse_reservation_code(site, code, source)
     tariff = site.tariff
@@ -557,36 +642,9 @@ def check_in(site: Site, code: str, plate: str | None = None, kiosk: str = "") -
         row = session.get(ReservationRow, parsed.ticket_id)
         if row is None or row.site_id != site.id or not _matches(site, parsed, row):
             raise TicketUnknown("reservation") if row is None else TicketSignatureInvalid()
-        state = ReservationState(row.state)
+        if row.state != ReservationState.CONFIRMED:
+            raise _not_admitted(site, row, now)
         when = site.describe_time
-        if state is ReservationState.CANCELLED:
-            raise _Refused(
-                ReservationError(
-                    "cancelled",
-                    f"This reservation was cancelled at {when(row.cancelled_at or now)}.",
-                )
-            )
-        if state in (ReservationState.HELD, ReservationState.EXPIRED):
-            raise _Refused(
-                ReservationError(
-                    "not_paid", "This reservation was never paid, so it holds no spot."
-                )
-            )
-        if state is ReservationState.CHECKED_IN:
-            raise _Refused(
-                ReservationError(
-                    "already_used",
-                    "This reservation was already used to enter at {time}.",
-                    time=when(row.checked_in_at or now),
-                )
-            )
-        if state is ReservationState.NO_SHOW:
-            raise _Refused(
-                ReservationError(
-                    "no_show",
-                    "This reservation was released because the car did not arrive in time.",
-                )
-            )
         opens = row.starts_at - tariff.check_in_early
         closes = min(row.starts_at + tariff.no_show_grace, row.ends_at)
         if now < opens:
@@ -604,6 +662,12 @@ def check_in(site: Site, code: str, plate: str | None = None, kiosk: str = "") -
                     "Sorry, this reservation could be used until {time} and has been released.",
                     time=when(closes),
                 )
+            )
+        taken = session.execute(_CHECK_IN, {"b_id": row.id, "b_site": site.id, "now": now})
+        if rows_touched(taken) != 1:
+            # Another lane, a cancel or the no-show release got there first.
+            raise _not_admitted(
+                site, session.get_one(ReservationRow, row.id, populate_existing=True), now
             )
         car = Size(row.car_size)
         # The reservation's own claim gives way to the stay's, which starts now.
@@ -647,10 +711,11 @@ def check_in(site: Site, code: str, plate: str | None = None, kiosk: str = "") -
                 then=stay(chosen),
             )
         if claimed is None:
-            taken = claim_best_spot(
+            found = claim_best_spot(
                 session, site, car, ClaimKind.STAY, now, row.ends_at, now, then=stay
             )
-            if taken is None:
+            if found is None:
+                # Rolled back with the check-in: the reservation stays confirmed.
                 raise _Refused(
                     ReservationError(
                         "no_spot",
@@ -659,11 +724,9 @@ def check_in(site: Site, code: str, plate: str | None = None, kiosk: str = "") -
                     ),
                     alert=True,
                 )
-            chosen, claimed = taken
+            chosen, claimed = found
         ticket = make_ticket(keyring, claimed, chosen, car, plate_seen, now, row.ends_at)
-        row.state = ReservationState.CHECKED_IN.value
-        row.checked_in_at = now
-        row.stay_id = ticket.id
+        session.execute(update(reservations_table).where(R.id == row.id).values(stay_id=ticket.id))
         return ticket
 
     try:
@@ -763,22 +826,8 @@ def expire_holds(site: Site) -> list[int]:
         ).all()
         expired = []
         for row in rows:
-            # A payment still in flight settles it either way; leave it be.
-            paying = session.scalar(
-                select(func.count()).where(
-                    PaymentRow.reservation_id == row.id,
-                    PaymentRow.status == PaymentStatus.PENDING.value,
-                )
-            )
-            if paying:
-                continue
-            changed = session.execute(
-                update(ReservationRow)
-                .where(
-                    ReservationRow.id == row.id, ReservationRow.state == ReservationState.HELD.value
-                )
-                .values(state=ReservationState.EXPIRED.value)
-            )
+            # A payment still in flight (its mark on the row) settles it.
+            changed = session.execute(_EXPIRE_HOLD, {"b_id": row.id, "now": now})
             if rows_touched(changed) != 1:
                 continue
             record_event(

@@ -27,7 +27,7 @@ from core.services.entry import (
     stay_facts,
 )
 from core.services.events import record_event
-from core.services.payments import start_payment
+from core.services.payments import record_cash_payment, start_payment, with_fresh_quote
 from core.site import Site
 from core.storage.database import rows_touched
 from core.storage.models import spots_table, stays_table
@@ -94,28 +94,34 @@ def ticket_status(site: Site, code: str, kiosk: str = "") -> StayStatus:
 def pay_ticket(site: Site, code: str, card: str | None = None, kiosk: str = "") -> Payment:
     """Start paying what the ticket owes now (see `payments.poll_payment` /
     `wait_for_payment` to follow it). Raises `NothingToPay` (with the exit-by
-    time) when nothing is due, a `TicketError` for a bad or used code."""
+    time) when nothing is due, `PaymentInProgress` while another station is
+    taking a payment for it, a `TicketError` for a bad or used code."""
     source = source_name(kiosk)
-    stay = _stay_by_code(site, code, source)
-    status = _status(site, stay, site.clock.now())
-    if stay.exited_at is not None:
-        raise NothingToPay("This ticket has already been used to exit.")
-    if status.due == 0:
-        until = status.paid_until
-        raise NothingToPay(
-            f"Nothing to pay: you may leave until {site.describe_time(until)}."
-            if until and until >= site.clock.now()
-            else "Nothing to pay: you may leave now."
+
+    def start() -> Payment:
+        stay = _stay_by_code(site, code, source)
+        status = _status(site, stay, site.clock.now())
+        if stay.exited_at is not None:
+            raise NothingToPay("This ticket has already been used to exit.")
+        if status.due == 0:
+            until = status.paid_until
+            raise NothingToPay(
+                f"Nothing to pay: you may leave until {site.describe_time(until)}."
+                if until and until >= site.clock.now()
+                else "Nothing to pay: you may leave now."
+            )
+        return start_payment(
+            site,
+            PaymentPurpose.STAY,
+            status.due,
+            stay_id=stay.id,
+            account_id=stay.account_id,
+            card=card,
+            source=source,
+            paid_seen=stay.paid_amount,
         )
-    return start_payment(
-        site,
-        PaymentPurpose.STAY,
-        status.due,
-        stay_id=stay.id,
-        account_id=stay.account_id,
-        card=card,
-        source=source,
-    )
+
+    return with_fresh_quote(start)
 
 
 _OPEN_STAYS = (
@@ -179,27 +185,58 @@ def stay_status(site: Site, stay_id: int) -> StayStatus:
 def lost_ticket_quote(site: Site, stay_id: int) -> Quote:
     """What a driver who lost the ticket pays, by the tariff's lost-ticket
     rule (flat fee, the real fee from the entry log, or the greater)."""
+    return _lost_ticket_quote(site, stay_id)[0]
+
+
+def _lost_ticket_quote(site: Site, stay_id: int) -> tuple[Quote, int]:
+    """The lost-ticket quote and the paid amount it was worked out from."""
     stay = site.db.read(lambda s: _open_stay(s, site, stay_id))
     facts = stay_facts(site, stay)
     lost = StayFacts(facts.size, facts.entered_at, facts.max_stay_until, facts.paid, True)
-    return site.tariff.quote(lost, site.clock.now(), site.zone)
+    return site.tariff.quote(lost, site.clock.now(), site.zone), stay.paid_amount
 
 
 def pay_lost_ticket(site: Site, stay_id: int, card: str | None = None, kiosk: str = "") -> Payment:
     """Start paying the lost-ticket charge for a stay found by plate or spot.
     Once paid, the stay is marked as a lost ticket and may leave through
-    `exit_paid_stay` within the exit grace."""
-    quote = lost_ticket_quote(site, stay_id)
-    if quote.due == 0:
-        raise NothingToPay("Nothing is left to pay for this stay.")
-    return start_payment(
-        site,
-        PaymentPurpose.LOST_TICKET,
-        quote.due,
-        stay_id=stay_id,
-        card=card,
-        source=source_name(kiosk),
-    )
+    `exit_paid_stay` within the exit grace. One charge at a time per stay
+    (`PaymentInProgress`), as for a ticket."""
+
+    def start() -> Payment:
+        quote, paid = _lost_ticket_quote(site, stay_id)
+        if quote.due == 0:
+            raise NothingToPay("Nothing is left to pay for this stay.")
+        return start_payment(
+            site,
+            PaymentPurpose.LOST_TICKET,
+            quote.due,
+            stay_id=stay_id,
+            card=card,
+            source=source_name(kiosk),
+            paid_seen=paid,
+        )
+
+    return with_fresh_quote(start)
+
+
+def take_lost_ticket_cash(site: Site, stay_id: int, source: str) -> int:
+    """The lost-ticket charge taken in cash (the booth); returns the amount."""
+
+    def take() -> int:
+        quote, paid = _lost_ticket_quote(site, stay_id)
+        if quote.due == 0:
+            raise NothingToPay("Nothing is left to pay for this stay.")
+        record_cash_payment(
+            site,
+            PaymentPurpose.LOST_TICKET,
+            quote.due,
+            stay_id=stay_id,
+            paid_seen=paid,
+            source=source,
+        )
+        return quote.due
+
+    return with_fresh_quote(take)
 
 
 def exit_paid_stay(site: Site, stay_id: int, kiosk: str = "", reason: str = "") -> ExitResult:

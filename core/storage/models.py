@@ -339,6 +339,7 @@ events_table = cast(Table, EventRow.__table__)
 accounts_table = cast(Table, Account.__table__)
 reservations_table = cast(Table, Reservation.__table__)
 payments_table = cast(Table, Payment.__table__)
+signing_keys_table = cast(Table, SigningKey.__table__)
 
 
 class Device(Base):
