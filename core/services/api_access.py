@@ -9,11 +9,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, delete, update
 from sqlalchemy.orm import Session
 
 from core.errors import LotkeeperError
 from core.site import Site
+from core.storage.database import rows_touched
 from core.storage.models import Account as AccountRow
 from core.storage.models import ApiToken, IdempotentRequest
 
@@ -108,13 +109,15 @@ class Remembered:
 
 def begin_idempotent(site: Site, scope: str, key: str, fingerprint: str) -> Remembered | None:
     """Start a write under `key`: None when it is new (go on, then call
-    `finish_idempotent`), the first answer when it is a replay of the same
-    request, `IdempotencyConflict` when the key was used for another
-    request or the first one is still running."""
+    `finish_idempotent`, or `release_idempotent` if it fails), the first
+    answer when it is a replay of the same request, `IdempotencyConflict`
+    when the key was used for another request or the first one is still
+    running."""
     if not 1 <= len(key) <= 255:
         raise IdempotencyConflict("An Idempotency-Key has 1 to 255 characters.")
 
     def work(session: Session) -> Remembered | None:
+        now = site.clock.now()
         row = session.get(IdempotentRequest, (site.id, scope, key))
         if row is None:
             session.add(
@@ -125,7 +128,7 @@ def begin_idempotent(site: Site, scope: str, key: str, fingerprint: str) -> Reme
                     fingerprint=fingerprint,
                     status=0,
                     body="",
-                    created_at=site.clock.now(),
+                    created_at=now,
                 )
             )
             session.flush()  # two at once: the second gets a duplicate key and reruns
@@ -134,9 +137,20 @@ def begin_idempotent(site: Site, scope: str, key: str, fingerprint: str) -> Reme
             raise IdempotencyConflict(
                 "This Idempotency-Key was already used for a different request."
             )
-        if row.status == 0 and row.created_at <= site.clock.now() - ABANDONED_AFTER:
-            row.created_at = site.clock.now()  # the first try died: this one goes on
-            return None
+        if row.status == 0 and row.created_at <= now - ABANDONED_AFTER:
+            # The first try died with its server: one retry takes the key
+            # over, decided by this write (two retries at once: one wins).
+            taken = session.execute(
+                update(IdempotentRequest)
+                .where(
+                    *_this(site, scope, key),
+                    IdempotentRequest.status == 0,
+                    IdempotentRequest.created_at == row.created_at,
+                )
+                .values(created_at=now)
+            )
+            if rows_touched(taken) == 1:
+                return None
         if row.status == 0:
             raise IdempotencyConflict(
                 "A request with this Idempotency-Key is still being answered; retry shortly."
@@ -146,23 +160,36 @@ def begin_idempotent(site: Site, scope: str, key: str, fingerprint: str) -> Reme
     return site.db.write(work)
 
 
+def _this(site: Site, scope: str, key: str) -> tuple[ColumnElement[bool], ...]:
+    return (
+        IdempotentRequest.site_id == site.id,
+        IdempotentRequest.scope == scope,
+        IdempotentRequest.key == key,
+    )
+
+
 def finish_idempotent(site: Site, scope: str, key: str, status: int, body: str) -> None:
     """Keep the answer of a write begun with `begin_idempotent`. An answer
     the client should be able to try again (a server-side failure) is not
     kept: the key is freed instead."""
-
-    def work(session: Session) -> None:
-        mine = (
-            IdempotentRequest.site_id == site.id,
-            IdempotentRequest.scope == scope,
-            IdempotentRequest.key == key,
-            IdempotentRequest.status == 0,
+    if status >= 500:
+        release_idempotent(site, scope, key)
+        return
+    site.db.write(
+        lambda s: s.execute(
+            update(IdempotentRequest)
+            .where(*_this(site, scope, key), IdempotentRequest.status == 0)
+            .values(status=status, body=body)
         )
-        if status >= 500:
-            row = session.get(IdempotentRequest, (site.id, scope, key))
-            if row is not None and row.status == 0:
-                session.delete(row)
-            return
-        session.execute(update(IdempotentRequest).where(*mine).values(status=status, body=body))
+    )
 
-    site.db.write(work)
+
+def release_idempotent(site: Site, scope: str, key: str) -> None:
+    """Free a key whose first request failed without an answer to keep (an
+    error the server did not expect): the client may retry with it at once.
+    Only a key still being answered is freed, never a kept answer."""
+    site.db.write(
+        lambda s: s.execute(
+            delete(IdempotentRequest).where(*_this(site, scope, key), IdempotentRequest.status == 0)
+        )
+    )
