@@ -4,9 +4,11 @@ availability over a WebSocket. It serves the same engine as the kiosks,
 through `core` service functions only.
 
 Every error is JSON `{"code", "message", "field"}` with a stable code;
-bad input is 422 naming the field. Writes take an `Idempotency-Key`
-header: a replay gets the first answer. Sign-in is rate limited per client
-address, on top of the engine's per-email slow-down.
+bad input is 422 naming the field (an id out of range too: never a 500).
+Writes take an `Idempotency-Key` header: a replay gets the first answer.
+Sign-in is rate limited per client address, on top of the engine's
+per-email-and-client slow-down; `X-Forwarded-For` names the client only
+when the request comes from a configured trusted proxy.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import json
 import logging
 import threading
@@ -22,7 +25,7 @@ from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Header, Query, Request, WebSocket
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, WebSocket
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -47,18 +50,22 @@ from api.schemas import (
     SessionToken,
     Spots,
     StayOut,
+    TicketIn,
     User,
 )
 from core import services as lk
+from core.config import IpNetwork
 from core.domain import Size, SpotStatus
-from core.errors import LotkeeperError, ReservationError, SignInThrottled
+from core.errors import LotkeeperError, ReservationError
 from core.payments.provider import PaymentStatus
+from core.services.accounts import add_ticket_to_account
 from core.services.api_access import (
     NotSignedIn,
     account_for_token,
     begin_idempotent,
     finish_idempotent,
     issue_token,
+    release_idempotent,
     revoke_token,
 )
 from core.services.availability import summarize
@@ -81,6 +88,7 @@ STATUS = {
     "not_held": 409,
     "not_paid": 409,
     "not_cancellable": 409,
+    "ticket_taken": 409,
     "nothing_to_pay": 409,
     "refund_refused": 409,
     "idempotency_conflict": 409,
@@ -100,7 +108,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (403, "Another account's data"),
         (404, "No such thing"),
         (409, "Refused as things stand (lot full, hold expired, ...)"),
-        (422, "Bad input: `field` names it"),
+        (
+            422,
+            "Bad input: `field` names it (a ticket code that does not check out: `invalid_code`)",
+        ),
         (429, "Too many attempts: wait `Retry-After` seconds"),
         (503, "The database or the payment provider is unreachable; retry"),
     )
@@ -108,6 +119,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 LOCATIONS = ("body", "query", "path", "header")
+MAX_ID = 2**63 - 1
+"""Ids are signed 64-bit in every database: a larger one names nothing, and
+SQLite cannot even be asked about it."""
+AccountId = Annotated[int, Path(ge=1, le=MAX_ID, description="Your account's id.")]
+ReservationId = Annotated[int, Path(ge=1, le=MAX_ID, description="One of your reservations.")]
 
 
 class ApiError(Exception):
@@ -127,8 +143,9 @@ def engine_problem(error: LotkeeperError) -> JSONResponse:
     """An engine refusal as an answer: its stable code and its message."""
     code = error_code(error)
     headers = {}
-    if isinstance(error, SignInThrottled):
-        headers["Retry-After"] = str(error.retry_after_seconds)
+    retry_after = getattr(error, "retry_after_seconds", None)  # the throttles'
+    if isinstance(retry_after, int):
+        headers["Retry-After"] = str(retry_after)
     if isinstance(error, NotSignedIn):
         headers["WWW-Authenticate"] = "Bearer"
     return problem(STATUS.get(code, 409), code, str(error), **headers)
@@ -140,6 +157,61 @@ def error_code(error: LotkeeperError) -> str:
     if error.code == "invalid_ticket":
         return "invalid_code"
     return error.code
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address from a peer or an X-Forwarded-For entry (which may carry a
+    port: `1.2.3.4:5678`, `[2001:db8::1]:5678`), or None when it is none."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _client_key(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    # One IPv6 host usually holds a whole /64: counting its addresses apart
+    # would give it billions of fresh starts.
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def client_address(
+    peer: str | None, forwarded_for: list[str], trusted: tuple[IpNetwork, ...]
+) -> str:
+    """Who is asking, as the sign-in limits count it. `peer` is the address
+    that connected. Only when it is a trusted proxy is `X-Forwarded-For`
+    read, from the right (each proxy appends the address it got the request
+    from): the client is the right-most entry that is not itself a trusted
+    proxy. Entries left of it are whatever the client sent, so never used;
+    an entry that is no address ends the walk at the proxy that passed it
+    on. An IPv6 client counts by its /64."""
+
+    def is_trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(address in network for network in trusted)
+
+    nearest = _address(peer or "")
+    if nearest is None:
+        return (peer or "unknown")[:64]
+    if not is_trusted(nearest):
+        return _client_key(nearest)
+    hops = [hop for header in forwarded_for for hop in header.split(",")]
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            break
+        nearest = address
+        if not is_trusted(address):
+            break
+    return _client_key(nearest)
 
 
 class SignInLimiter:
@@ -191,9 +263,15 @@ def create_app(
     sign_in_limiter: SignInLimiter | None = None,
 ) -> FastAPI:
     """The API on `site`. `tail_seconds`: how often the live feed reads the
-    event log (changes reach WebSocket clients within about that)."""
+    event log (changes reach WebSocket clients within about that). Client
+    addresses come from `api.trusted_proxies` (see `client_address`)."""
     limiter = sign_in_limiter or SignInLimiter()
     live = LiveFeed(site, tail_seconds)
+    proxies = site.settings.api.proxy_networks
+
+    def client_of(request: Request) -> str:
+        peer = request.client.host if request.client else None
+        return client_address(peer, request.headers.getlist("x-forwarded-for"), proxies)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -274,19 +352,9 @@ def create_app(
         fingerprint = hashlib.sha256(
             request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
         ).hexdigest()
-        replay = await asyncio.to_thread(begin_idempotent, site, scope, key, fingerprint)
-        if replay is not None:
-            return Response(
-                replay.body or None,
-                status_code=replay.status,
-                media_type="application/json",
-                headers={"Idempotent-Replayed": "true"},
-            )
-        response = await asyncio.to_thread(_answer, run)
-        await asyncio.to_thread(
-            finish_idempotent, site, scope, key, response.status_code, bytes(response.body).decode()
-        )
-        return response
+        # Begin, run and finish in one thread: a client that hangs up (the
+        # await is cancelled) cannot stop the key from being finished.
+        return await asyncio.to_thread(_run_once, site, scope, key, fingerprint, run)
 
     # -- accounts ------------------------------------------------------------------
 
@@ -309,8 +377,9 @@ def create_app(
     def sign_in(credentials: Credentials, request: Request) -> SessionToken:
         """Sign in: a bearer token for the other calls (expires in 12 hours;
         DELETE /session ends it sooner)."""
-        limiter.check(request.client.host if request.client else "unknown")
-        account = lk.sign_in(site, credentials.email, credentials.password)
+        client = client_of(request)
+        limiter.check(client)
+        account = lk.sign_in(site, credentials.email, credentials.password, client=client)
         token = issue_token(site, account.id)
         return SessionToken(token=token.token, account_id=account.id, expires_at=token.expires_at)
 
@@ -365,7 +434,7 @@ def create_app(
         response_model=ReservationOut,
         responses={401: ERRORS[401], 404: ERRORS[404]},
     )
-    def get_reservation(reservation_id: int, me: Me) -> ReservationOut:
+    def get_reservation(reservation_id: ReservationId, me: Me) -> ReservationOut:
         return ReservationOut.of(own_reservation(me, reservation_id))
 
     @app.post(
@@ -383,7 +452,11 @@ def create_app(
         },
     )
     async def pay(
-        reservation_id: int, paying: PayRequest, request: Request, me: Me, key: IdemKey = None
+        reservation_id: ReservationId,
+        paying: PayRequest,
+        request: Request,
+        me: Me,
+        key: IdemKey = None,
     ) -> Response:
         """Pay a held reservation: with the simulated provider (a test card
         token), or with a Stripe PaymentIntent the client confirmed. Paid,
@@ -427,7 +500,7 @@ def create_app(
         response_model=ReservationOut,
         responses={401: ERRORS[401], 404: ERRORS[404], 409: ERRORS[409]},
     )
-    def confirm(reservation_id: int, me: Me) -> ReservationOut:
+    def confirm(reservation_id: ReservationId, me: Me) -> ReservationOut:
         """Confirm a reservation whose payment settled after the pay call
         answered (409 `not_paid` while it has not)."""
         own_reservation(me, reservation_id)
@@ -439,7 +512,7 @@ def create_app(
         responses={401: ERRORS[401], 404: ERRORS[404], 409: ERRORS[409]},
     )
     async def cancel(
-        reservation_id: int, request: Request, me: Me, key: IdemKey = None
+        reservation_id: ReservationId, request: Request, me: Me, key: IdemKey = None
     ) -> Response:
         """Cancel: the spot is free again, and the tariff's cancellation rule
         refunds (all of it a day ahead)."""
@@ -461,8 +534,10 @@ def create_app(
         response_model=AccountSpotsOut,
         responses={401: ERRORS[401], 403: ERRORS[403]},
     )
-    def get_spots(account_id: int, me: Me) -> AccountSpotsOut:
-        """The account's reservations to come or in use, and its cars inside."""
+    def get_spots(account_id: AccountId, me: Me) -> AccountSpotsOut:
+        """The account's reservations to come or in use, and its cars inside:
+        those of its reservations and the walk-in tickets added to it (POST
+        /{account_id}/tickets); a registered plate alone shows nothing."""
         own(me, account_id)
         held = lk.account_spots(site, account_id)
         return AccountSpotsOut(
@@ -470,13 +545,39 @@ def create_app(
             stays=[StayOut.of(s) for s in held.stays],
         )
 
+    @app.post(
+        "/{account_id}/tickets",
+        response_model=StayOut,
+        responses={
+            401: ERRORS[401],
+            403: ERRORS[403],
+            409: ERRORS[409],
+            422: ERRORS[422],
+            429: ERRORS[429],
+        },
+    )
+    async def add_ticket(
+        account_id: AccountId, ticket: TicketIn, request: Request, me: Me, key: IdemKey = None
+    ) -> Response:
+        """Add a walk-in ticket to the account by its code (the QR's, or the
+        short code printed under it), checked as the pay station checks it.
+        Its stay is then in GET /{account_id}/get_spots. A code that does not
+        check out is 422 `invalid_code`; a ticket another account holds is
+        409 `ticket_taken`; adding it again changes nothing."""
+
+        def run() -> tuple[int, BaseModel]:
+            own(me, account_id)
+            return 200, StayOut.of(add_ticket_to_account(site, me, ticket.code, source="api"))
+
+        return await idempotent(request, f"account {me}", key, run)
+
     @app.get(
         "/{account_id}/payments",
         response_model=PaymentsPage,
         responses={401: ERRORS[401], 403: ERRORS[403]},
     )
     def payments(
-        account_id: int,
+        account_id: AccountId,
         me: Me,
         page: Annotated[int, Query(ge=1, le=100_000)] = 1,
         per_page: Annotated[int, Query(ge=1, le=100)] = 20,
@@ -529,6 +630,30 @@ def create_app(
     return app
 
 
+def _run_once(site: Site, scope: str, key: str, fingerprint: str, run: Write) -> Response:
+    """A write under an Idempotency-Key: the first answer again for a replay;
+    else run it and keep its answer. Whatever happens, the key is not left
+    "still being answered": an error that escapes frees it for a retry."""
+    replay = begin_idempotent(site, scope, key, fingerprint)
+    if replay is not None:
+        return Response(
+            replay.body or None,
+            status_code=replay.status,
+            media_type="application/json",
+            headers={"Idempotent-Replayed": "true"},
+        )
+    try:
+        response = _answer(run)
+    except BaseException:
+        try:
+            release_idempotent(site, scope, key)
+        except Exception:  # the database is gone too: the key frees itself in minutes
+            log.exception("could not free Idempotency-Key %r of %s", key, scope)
+        raise
+    finish_idempotent(site, scope, key, response.status_code, bytes(response.body).decode())
+    return response
+
+
 def _answer(run: Write) -> Response:
     """Run a write and turn its result, or its refusal, into a response."""
     try:
@@ -536,13 +661,17 @@ def _answer(run: Write) -> Response:
     except ApiError as error:
         return problem(error.status, error.code, error.message, error.field)
     except LotkeeperError as error:
-        code = error_code(error)
-        headers = (
-            {"Retry-After": str(error.retry_after_seconds)}
-            if isinstance(error, SignInThrottled)
-            else {}
-        )
-        return problem(STATUS.get(code, 409), code, str(error), **headers)
+        return engine_problem(error)
     if model is None:
         return Response(status_code=status)
     return JSONResponse(jsonable_encoder(model), status_code=status)
+
+
+def serve(site: Site, host: str, port: int) -> None:
+    """Serve the API on uvicorn (what `lotkeeper api` should run). uvicorn's
+    own X-Forwarded-For handling is off: it trusts loopback by default, so a
+    client on the same host could pick any address it likes; the API reads
+    the header itself, from `api.trusted_proxies` only."""
+    import uvicorn
+
+    uvicorn.run(create_app(site), host=host, port=port, log_level="info", proxy_headers=False)

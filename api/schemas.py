@@ -234,6 +234,15 @@ class StayOut(BaseModel):
         )
 
 
+class TicketIn(Strict):
+    code: str = Field(
+        min_length=1,
+        max_length=200,
+        description="The ticket's code: the full code in its QR, or the short code "
+        "printed under it (e.g. 42-ABCDEF).",
+    )
+
+
 class AccountSpotsOut(BaseModel):
     reservations: list[ReservationOut]
     stays: list[StayOut]
