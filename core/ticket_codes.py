@@ -36,8 +36,10 @@ RESERVATION = "LR1"
 TAG_BYTES = 20
 SHORT_CHECK_CHARS = 6
 
-_FULL = re.compile(r"^(LK1|LR1)\.([A-Z0-9]{1,8})\.(\d{1,18})\.(\d{1,12})\.([A-Z2-7]{32})$")
-_SHORT = re.compile(r"^([TR]?)(\d{1,18})-?([A-Z2-7]{6})$")
+# ASCII digits only: `\d` also takes Arabic-Indic, full-width and other Unicode
+# digits, which int() then reads as numbers (U+0661 U+0662 as ticket 12).
+_FULL = re.compile(r"(LK1|LR1)\.([A-Z0-9]{1,8})\.([0-9]{1,18})\.([0-9]{1,12})\.([A-Z2-7]{32})")
+_SHORT = re.compile(r"([TR]?)([0-9]{1,18})-?([A-Z2-7]{6})")
 # Characters people type for base32 letters they misread on paper.
 _TYPO = str.maketrans({"0": "O", "1": "I", "8": "B"})
 
@@ -72,18 +74,22 @@ class ShortCode:
 
 
 def parse_code(raw: str) -> SignedCode | ShortCode:
-    """Read a scanned or typed code. Raises `MalformedTicket`."""
-    text = "".join(raw.split()).upper()
-    if len(text) > 120:
+    """Read a scanned or typed code. Raises `MalformedTicket`, also for any
+    character outside ASCII (other scripts' digits, full-width forms, letters
+    that upper-case to ASCII such as U+0131 or U+FB01); whitespace of any kind is
+    dropped first, as a scanner or a paste may add it."""
+    text = "".join(raw.split())
+    if len(text) > 120 or not text.isascii():
         raise MalformedTicket()
-    match = _FULL.match(text)
+    text = text.upper()
+    match = _FULL.fullmatch(text)
     if match:
         version, key_id, ticket_id, issued, tag = match.groups()
         return SignedCode(key_id, int(ticket_id), int(issued), tag, version)
     if "-" in text:
         number, _, check = text.partition("-")
         text = f"{number}-{check.translate(_TYPO)}"
-    match = _SHORT.match(text)
+    match = _SHORT.fullmatch(text)
     if match:
         prefix, number, check = match.groups()
         return ShortCode(int(number), check, RESERVATION if prefix == "R" else VERSION)
