@@ -382,14 +382,43 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace, out: TextIO) -> int:
-    from core.services.audit import verify_audit
+    import hmac
+    import re
 
-    check = verify_audit(_open(args))
+    from core.services.audit import audit_row_mac, verify_audit
+
+    expected: list[tuple[int, str]] = []
+    for text in args.expect or []:
+        # ASCII only: int() would also read other scripts' digits.
+        match = re.fullmatch(r"([0-9]{1,18}):([0-9a-f]{8,64})", text.strip().lower())
+        if match is None:
+            raise ConfigError(f"--expect takes ROW:MAC as printed on a report, not {text!r}")
+        expected.append((int(match[1]), match[2]))
+    site = _open(args)
+    check = verify_audit(site)
+    failed = not check.ok
     if check.ok:
         out.write(f"audit trail intact: {check.problem}\n")
-        return 0
-    out.write(f"audit trail BROKEN at row {check.broken_at}: {check.problem}\n")
-    return EXIT_ERROR
+    else:
+        out.write(f"audit trail BROKEN: {len(check.problems)} problem(s) in {check.rows} rows\n")
+        for problem in check.problems:
+            out.write(f"  {problem.description}\n")
+        if any(
+            p.kind == "changed" and p.seq == 1 and p.last >= check.rows > 1 for p in check.problems
+        ):
+            out.write(
+                "No row matches the site key: if they were not all edited, check that "
+                "this is the site's secret (tickets.secret, or the ticket secret file).\n"
+            )
+    for seq, mac in expected:
+        found = audit_row_mac(site, seq)
+        if found is not None and hmac.compare_digest(found[: len(mac)], mac):
+            out.write(f"row {seq} matches the paper ({mac})\n")
+        else:
+            failed = True
+            shown = found[: len(mac)] if found is not None else "no such row"
+            out.write(f"row {seq} DIFFERS from the paper: {mac} printed, {shown} now\n")
+    return EXIT_ERROR if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -463,7 +492,18 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="the audit trail").add_subparsers(
         dest="audit", required=True
     )
-    add("verify", cmd_audit_verify, "check the audit trail's hash chain", audit)
+    verify = add(
+        "verify",
+        cmd_audit_verify,
+        "check the audit trail's keyed chain; name every broken row",
+        audit,
+    )
+    verify.add_argument(
+        "--expect",
+        action="append",
+        metavar="ROW:MAC",
+        help="the audit head printed on a report (e.g. 42:3f2a9c0e1b7d4a55): check it still holds",
+    )
 
     add("attendant", cmd_attendant, "run the attendant console (lot grid, feed, overrides)")
 

@@ -1,7 +1,9 @@
 """Shifts and reports: a booth shift opens with a cash float and closes with
 the counted cash; its report, like a day's (`lotkeeper report --day`), gives
 entries, exits, revenue by method, refunds, waivers, overrides by staff and,
-for a shift, cash over or short. Opening and closing are audited."""
+for a shift, cash over or short. Opening and closing are audited. Every
+report also carries the audit chain's head and row count when it was made,
+so a later rewrite of the chain differs from the paper."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from core.domain import EventKind
 from core.errors import InvalidInput, NotFound
-from core.services.audit import record_audit
+from core.services.audit import AuditHeadInfo, read_audit_head, record_audit
 from core.services.staff import Staff
 from core.site import Site
 from core.storage.database import rows_touched
@@ -46,6 +48,8 @@ class Report:
     float_amount: int | None = None
     counted_cash: int | None = None
     notes: list[str] = field(default_factory=list)
+    audit: AuditHeadInfo | None = None
+    """The audit chain's head and row count when the report was made."""
 
     @property
     def net_revenue(self) -> int:
@@ -89,6 +93,10 @@ class Report:
             rows.append(("Cash counted", money(self.counted_cash)))
             over = self.cash_over_short
             rows.append(("Cash over/short", ("+" if over > 0 else "") + money(over)))
+        if self.audit is not None:
+            rows.append(("Audit rows", str(self.audit.rows)))
+            # As `lotkeeper audit verify --expect ROW:MAC` takes it back.
+            rows.append(("Audit head (row:MAC)", f"{self.audit.seq}:{self.audit.short_mac}"))
         return rows
 
     def csv(self) -> str:
@@ -117,7 +125,8 @@ def _amounts(
 
 
 def build_report(site: Site, title: str, start: datetime, end: datetime) -> Report:
-    """The figures for [start, end)."""
+    """The figures for [start, end), with the audit chain's head as it is
+    now (read in the same transaction)."""
 
     def work(session: Session) -> Report:
         kinds = Counter(
@@ -160,6 +169,7 @@ def build_report(site: Site, title: str, start: datetime, end: datetime) -> Repo
             refunds={m: refunds.get(m, 0) for m in REVENUE_METHODS},
             waived=charges.get("waiver", 0) + charges.get("discount", 0),
             overrides=overrides,
+            audit=read_audit_head(session, site),
         )
 
     return site.db.read(work)
