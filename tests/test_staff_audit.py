@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _audit_race import write_unkeyed
 from conftest import settings_for
 from pydantic import SecretStr
 from sqlalchemy import delete, insert, select, update
@@ -19,11 +20,9 @@ from sqlalchemy.orm import Session
 from core.clock import FixedClock
 from core.errors import InvalidInput, NotFound, SignInFailed, SignInThrottled
 from core.services.audit import (
-    GENESIS,
     SEAL_ACTION,
     Actor,
     AuditCheck,
-    _content,
     _row_content,
     audit_entries,
     audit_key,
@@ -250,29 +249,6 @@ def test_the_audit_key_is_neither_a_ticket_key_nor_another_sites() -> None:
 
 
 # -- rows written before the chain was keyed ----------------------------------
-
-
-def write_unkeyed(site: Site, rows: int) -> None:
-    """Rows as the unkeyed chain wrote them (plain SHA-256), head included."""
-
-    def work(s: Session) -> None:
-        prev = GENESIS
-        at = site.clock.now()
-        for seq in range(1, rows + 1):
-            reason = f"old {seq}"
-            content = _content(prev, seq, at, 1, "Sam", "gate_opened", "lane-1", reason, "{}")
-            digest = hashlib.sha256(content).hexdigest()
-            s.execute(
-                insert(AuditRow).values(
-                    site_id=site.id, seq=seq, at=at, staff_id=1, staff_name="Sam",
-                    action="gate_opened", target="lane-1", reason=reason, data="{}",
-                    prev_hash=prev, hash=digest,
-                )
-            )  # fmt: skip
-            prev = digest
-        s.execute(insert(AuditHead).values(site_id=site.id, seq=rows, hash=prev))
-
-    site.db.write(work)
 
 
 def test_unkeyed_rows_are_sealed_by_the_next_audited_write(site: Site) -> None:
