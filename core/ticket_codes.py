@@ -10,6 +10,8 @@ time, truncated to 160 bits and written in base32. The printed short code,
 not scan; its check is an HMAC too, verified against the stored ticket.
 Reservation codes are the same with prefix ``LR1`` (short: ``R<id>-<check>``);
 the prefix is signed, so neither kind of code passes for the other.
+Codes are ASCII: any other character (Arabic-Indic or full-width digits,
+letters that upper-case to ASCII) makes a code malformed, never a number.
 
 Keys live in a key ring: the signing key is derived from the site's master
 secret (config) and a per-key salt (database), so rotating adds a key that
