@@ -13,8 +13,26 @@ from sqlalchemy import bindparam, text, update
 from core import services as lk
 from core.clock import FixedClock as FixedClock
 from core.config import load_settings
+from core.services import booth, notifications, overrides, payments, shifts, staff
 from core.site import Site, open_site
-from core.storage.models import reservations_table
+from core.storage.models import (
+    Notification,
+    StaffMember,
+    payments_table,
+    reservations_table,
+    stays_table,
+)
+
+REASON = "race test"
+
+
+def _original_exit() -> Any:
+    from core.services import entry
+
+    return entry._END_STAY_WITH_TICKET
+
+
+ORIGINAL_EXIT = _original_exit()
 
 
 def open_site_at(
@@ -38,30 +56,220 @@ def warm(site: Site) -> None:
     site.keyring()
 
 
-def check_in(site: Site, code: str) -> int:
-    return lk.check_in(site, code, kiosk="race").id
+def _paid(site: Site, payment: Any) -> str:
+    return payments.wait_for_payment(site, payment.id, sleep=lambda _: None).status.value
 
 
 ACTIONS: dict[str, Callable[..., Any]] = {
-    "check_in": check_in,
+    "noop": lambda site: None,
+    "check_in": lambda site, code: lk.check_in(site, code, kiosk="race").id,
+    "cancel": lambda site, rid, account: lk.cancel_reservation(site, rid, account).refund_amount,
+    "cancel_at_booth": lambda site, who, code: (
+        overrides.cancel_reservation(site, who, code, REASON).refund_amount
+    ),
+    "release_no_shows": lambda site: lk.release_no_shows(site),
+    "expire_holds": lambda site: lk.expire_holds(site),
+    "settle": lambda site, pid: payments.poll_payment(site, pid).status.value,
+    "pay_ticket": lambda site, code, kiosk: _paid(site, lk.pay_ticket(site, code, kiosk=kiosk)),
+    "pay_reservation": lambda site, rid, kiosk: _paid(
+        site, lk.pay_reservation(site, rid, kiosk=kiosk)
+    ),
+    "pay_lost_ticket": lambda site, sid, kiosk: _paid(
+        site, lk.pay_lost_ticket(site, sid, kiosk=kiosk)
+    ),
+    "lost_ticket_cash": lambda site, who, sid: booth.lost_ticket_cash(site, who, sid),
+    "exit": lambda site, code, kiosk: lk.exit(site, code, kiosk=kiosk).ticket_id,
+    "refund": lambda site, who, pid: overrides.refund(site, who, pid, REASON).amount,
+    "waive": lambda site, who, sid: overrides.waive_fee(site, who, sid, REASON),
+    "move": lambda site, who, sid, label: overrides.move_car(site, who, sid, label, REASON),
+    "close_spot": lambda site, who, label: overrides.set_out_of_service(
+        site, who, label, True, REASON
+    ),
+    "enter": lambda site, size: lk.enter(site, size, kiosk="race").id,
+    "open_shift": lambda site, who: shifts.open_shift(site, who, 10_000).id,
+    "close_shift": lambda site, who: shifts.close_shift(site, who, 10_000).title,
+    "disable_staff": lambda site, name: staff.disable_staff(site, name, REASON).name,
+    "sign_in": lambda site, name, pin: staff.staff_sign_in(site, name, pin).id,
+    "retire_key": lambda site, key_id: lk.retire_key(site, key_id).key_id,
+    "deliver": lambda site, owner: [
+        (n.id, outcome) for n, outcome in notifications.deliver_notifications(site, owner, None)
+    ],
 }
 
 
 # -- plants: each removes one condition ------------------------------------------
 
 
-def _check_in_without_state() -> None:
+def _without(module: Any, name: str, statement: Any) -> None:
+    setattr(module, name, statement)
+
+
+def _check_in_by_id() -> None:
     """Check-in writes the reservation by id alone (the read said confirmed)."""
     from core.services import reservations
 
     R = reservations_table.c
-    reservations._CHECK_IN = (  # type: ignore[attr-defined]
+    _without(
+        reservations,
+        "_CHECK_IN",
         update(reservations_table)
         .where(R.id == bindparam("b_id"), R.site_id == bindparam("b_site"))
-        .values(state="checked_in", checked_in_at=bindparam("now"))
+        .values(state="checked_in", checked_in_at=bindparam("now")),
+    )
+
+
+def _cancel_by_id() -> None:
+    """A cancel writes the reservation whatever its state."""
+    from core.services import reservations
+
+    _without(
+        reservations,
+        "_CANCEL",
+        update(reservations_table)
+        .where(reservations_table.c.id == bindparam("b_id"))
+        .values(state="cancelled", cancelled_at=bindparam("now")),
+    )
+
+
+def _expire_with_payment_in_flight() -> None:
+    """Hold expiry forgets the payment's mark on the reservation."""
+    from core.services import reservations
+
+    R = reservations_table.c
+    _without(
+        reservations,
+        "_EXPIRE_HOLD",
+        update(reservations_table)
+        .where(
+            R.id == bindparam("b_id"),
+            R.state == "held",
+            R.hold_expires_at <= bindparam("now"),
+        )
+        .values(state="expired"),
+    )
+
+
+def _charge_without_mark() -> None:
+    """A stay's charge starts whatever else is being paid for it."""
+    T = stays_table.c
+    _without(
+        payments,
+        "_MARK_STAY",
+        update(stays_table)
+        .where(T.id == bindparam("b_stay"), T.site_id == bindparam("b_site"))
+        .values(pending_payment=bindparam("b_key")),
+    )
+
+
+def _reservation_charge_without_mark() -> None:
+    R = reservations_table.c
+    _without(
+        payments,
+        "_MARK_RESERVATION",
+        update(reservations_table)
+        .where(
+            R.id == bindparam("b_reservation"),
+            R.site_id == bindparam("b_site"),
+            R.hold_expires_at > bindparam("b_now"),
+        )
+        .values(pending_payment=bindparam("b_key")),
+    )
+
+
+def _refund_beyond_the_charge() -> None:
+    P = payments_table.c
+    _without(
+        payments,
+        "_TAKE_REFUND",
+        update(payments_table)
+        .where(P.id == bindparam("b_charge"), P.site_id == bindparam("b_site"))
+        .values(refunded=P.refunded + bindparam("b_amount")),
+    )
+
+
+def _exit_twice() -> None:
+    from core.services import entry
+
+    T = stays_table.c
+    _without(
+        entry,
+        "_END_STAY_WITH_TICKET",
+        update(stays_table)
+        .where(T.id == bindparam("stay"))
+        .values(exited_at=bindparam("now"), exit_kiosk=bindparam("kiosk")),
+    )
+
+
+def _exit_with_a_retired_key() -> None:
+    from core.services import entry
+
+    # `exit_twice` may have planted an exit with no condition at all already.
+    if entry._END_STAY_WITH_TICKET is ORIGINAL_EXIT:
+        _without(entry, "_END_STAY_WITH_TICKET", entry._END_STAY)
+
+
+def _move_whatever_the_stay() -> None:
+    from core.storage.models import Stay
+
+    _without(
+        overrides,
+        "_MOVE_STAY",
+        update(Stay)
+        .where(Stay.id == bindparam("b_stay"))
+        .values(spot_id=bindparam("b_spot"), claim_id=bindparam("b_claim")),
+    )
+
+
+def _close_a_busy_spot() -> None:
+    _without(overrides, "spot_in_use", lambda *args: False)
+
+
+def _close_shift_twice() -> None:
+    from core.storage.models import Shift
+
+    _without(
+        shifts,
+        "_CLOSE_SHIFT",
+        update(Shift)
+        .where(Shift.id == bindparam("shift"))
+        .values(closed_at=bindparam("now"), counted_amount=bindparam("counted"), open_for=None),
+    )
+
+
+def _sign_in_when_disabled() -> None:
+    _without(
+        staff,
+        "_SIGNED_IN",
+        update(StaffMember)
+        .where(StaffMember.id == bindparam("b_staff"))
+        .values(last_sign_in_at=bindparam("now")),
+    )
+
+
+def _lease_taken_notice() -> None:
+    from core.services import notifications
+
+    _without(
+        notifications,
+        "_LEASE",
+        update(Notification)
+        .where(Notification.id == bindparam("b_id"))
+        .values(lease_owner=bindparam("owner"), lease_until=bindparam("until")),
     )
 
 
 PLANTS: dict[str, Callable[[], None]] = {
-    "check_in_without_state": _check_in_without_state,
+    "check_in_by_id": _check_in_by_id,
+    "cancel_by_id": _cancel_by_id,
+    "expire_with_payment_in_flight": _expire_with_payment_in_flight,
+    "charge_without_mark": _charge_without_mark,
+    "reservation_charge_without_mark": _reservation_charge_without_mark,
+    "refund_beyond_the_charge": _refund_beyond_the_charge,
+    "exit_twice": _exit_twice,
+    "exit_with_a_retired_key": _exit_with_a_retired_key,
+    "move_whatever_the_stay": _move_whatever_the_stay,
+    "close_a_busy_spot": _close_a_busy_spot,
+    "close_shift_twice": _close_shift_twice,
+    "sign_in_when_disabled": _sign_in_when_disabled,
+    "lease_taken_notice": _lease_taken_notice,
 }

@@ -23,6 +23,7 @@ from core.errors import (
 )
 from core.services.claims import Claimed, claim_best_spot
 from core.services.events import event_step, record_event
+from core.services.keys import key_in_use
 from core.site import Site
 from core.storage.batch import Step, id_before, rows_before, send
 from core.storage.models import claims_table, spots_table, stays_table
@@ -77,15 +78,23 @@ _STAY_FOR_EXIT = (
     .join_from(stays_table, spots_table, S.id == T.spot_id)
     .where(T.id == bindparam("stay"), T.site_id == bindparam("site"))
 )
+# The write that decides an exit: a stay ends once. With a ticket (or an
+# exit pass), only while the key that signed it is not retired.
 _END_STAY = (
     update(stays_table)
     .where(T.id == bindparam("stay"), T.exited_at.is_(None))
     .values(exited_at=bindparam("now"), exit_kiosk=bindparam("kiosk"))
 )
-# Sent after the exit event, which is written only if the stay was ended.
+_END_STAY_WITH_TICKET = _END_STAY.where(key_in_use(T.site_id, T.key_id))
+# Sent after the exit event, which is written only if the stay was ended:
+# the claim the stay holds *now* (a car moved a moment ago has a new one).
 _CUT_CLAIM = (
     update(claims_table)
-    .where(C.id == bindparam("claim"), C.ends_at > bindparam("now"), rows_before() == 1)
+    .where(
+        C.id == select(T.claim_id).where(T.id == bindparam("stay")).scalar_subquery(),
+        C.ends_at > bindparam("now"),
+        rows_before() == 1,
+    )
     .values(ends_at=bindparam("now"))
 )
 
@@ -317,7 +326,7 @@ def exit(site: Site, code: str, kiosk: str = "") -> ExitResult:
             due = amount_due(site, stay, now)
             if due > 0:
                 return PaymentRequired(stay.id, format_money(due, site.tariff.currency))
-        return end_stay(session, site, stay, now, source)
+        return end_stay(session, site, stay, now, source, with_ticket=True)
 
     result = site.db.write(work)
     if isinstance(result, PaymentRequired):
@@ -329,10 +338,18 @@ def exit(site: Site, code: str, kiosk: str = "") -> ExitResult:
 
 
 def end_stay(
-    session: Session, site: Site, stay: StayRow, now: datetime, source: str, how: str = "Exit"
+    session: Session,
+    site: Site,
+    stay: StayRow,
+    now: datetime,
+    source: str,
+    how: str = "Exit",
+    *,
+    with_ticket: bool = False,
 ) -> ExitResult | TicketError:
-    """End the stay (once: the UPDATE touches a row only while it is open),
-    log the exit and cut its claim to now, in one round trip."""
+    """End the stay (once: the UPDATE touches a row only while it is open,
+    and `with_ticket` only while the ticket's key is not retired), log the
+    exit and cut its claim to now, in one round trip."""
     event = event_step(
         site.id,
         now,
@@ -347,12 +364,17 @@ def end_stay(
     ended, _, _ = send(
         session,
         [
-            (_END_STAY, {"stay": stay.id, "now": now, "kiosk": source}),
+            (
+                _END_STAY_WITH_TICKET if with_ticket else _END_STAY,
+                {"stay": stay.id, "now": now, "kiosk": source},
+            ),
             event,
-            (_CUT_CLAIM, {"claim": stay.claim_id, "now": now}),
+            (_CUT_CLAIM, {"stay": stay.id, "now": now}),
         ],
     )
     if ended.rows != 1:
         exited_at = session.scalar(select(T.exited_at).where(T.id == stay.id))
+        if exited_at is None and with_ticket:
+            return TicketKeyUnknown(stay.key_id)  # retired a moment ago
         return TicketAlreadyUsed(site.describe_time(exited_at) if exited_at else "an earlier time")
     return ExitResult(stay.id, stay.label, stay.level, stay.entered_at, now)

@@ -5,15 +5,44 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from core.domain import EventKind
 from core.errors import InvalidInput
 from core.services.events import record_event
 from core.site import Site
-from core.storage.models import SigningKey
+from core.storage.database import rows_touched
+from core.storage.models import SigningKey, signing_keys_table
+
+K = signing_keys_table.c
+
+
+def key_in_use(site_column: Any, key_column: Any) -> ColumnElement[bool]:
+    """The row's signing key is not retired: part of every write that
+    accepts a code (exit, check-in), so a retired key stops working at every
+    kiosk at once; each process's key ring cache only speeds up the
+    signature check."""
+    return exists(
+        select(K.key_id).where(
+            K.site_id == site_column, K.key_id == key_column, K.retired_at.is_(None)
+        )
+    )
+
+
+# Retiring decides by writing the key's row: once, and never the active key.
+_RETIRE = (
+    update(signing_keys_table)
+    .where(
+        K.site_id == bindparam("b_site"),
+        K.key_id == bindparam("b_key"),
+        K.retired_at.is_(None),
+        K.active.is_(False),
+    )
+    .values(retired_at=bindparam("now"))
+)
 
 
 @dataclass(frozen=True)
@@ -70,20 +99,18 @@ def rotate_key(site: Site, source: str = "") -> KeyInfo:
 
 
 def retire_key(site: Site, key_id: str, source: str = "") -> KeyInfo:
-    """Stop accepting tickets signed with `key_id` (not the active key)."""
+    """Stop accepting tickets signed with `key_id` (not the active key), at
+    every kiosk from the moment this commits: exits and check-ins decide
+    with the key's row in their write (`key_in_use`)."""
     key_id = key_id.strip().upper()
 
     def work(session: Session) -> KeyInfo:
         now = site.clock.now()
-        key = session.get(SigningKey, (site.id, key_id))
+        retired = session.execute(_RETIRE, {"b_site": site.id, "b_key": key_id, "now": now})
+        key = session.get(SigningKey, (site.id, key_id), populate_existing=True)
         if key is None:
             raise InvalidInput(f"There is no signing key {key_id}.")
-        if key.active:
-            raise InvalidInput(
-                f"{key_id} signs new tickets; rotate to a new key before retiring it."
-            )
-        if key.retired_at is None:
-            key.retired_at = now
+        if rows_touched(retired) == 1:
             record_event(
                 session,
                 site.id,
@@ -92,6 +119,10 @@ def retire_key(site: Site, key_id: str, source: str = "") -> KeyInfo:
                 f"Ticket signing key {key_id} retired",
                 source=source,
                 data={"key_id": key_id},
+            )
+        elif key.active:
+            raise InvalidInput(
+                f"{key_id} signs new tickets; rotate to a new key before retiring it."
             )
         return KeyInfo(key.key_id, key.active, key.created_at, key.retired_at)
 

@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.domain import EventKind
@@ -396,6 +396,19 @@ Sender = Callable[[Notice], None]
 """Sends one notice by email, or raises `DeliveryFailed`."""
 
 
+# The write that decides who sends a notice: a pending one whose lease is
+# free or ran out; two workers reading the same due notice lease it once.
+_LEASE = (
+    update(Notification)
+    .where(
+        Notification.id == bindparam("b_id"),
+        Notification.state == "pending",
+        or_(Notification.lease_until.is_(None), Notification.lease_until < bindparam("now")),
+    )
+    .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"))
+)
+
+
 def _take(site: Site, owner: str, limit: int) -> list[Notification]:
     """Lease up to `limit` due notices to `owner`."""
 
@@ -415,13 +428,7 @@ def _take(site: Site, owner: str, limit: int) -> list[Notification]:
         mine = []
         for notice_id in ids:
             leased = session.execute(
-                update(Notification)
-                .where(
-                    Notification.id == notice_id,
-                    Notification.state == "pending",
-                    or_(Notification.lease_until.is_(None), Notification.lease_until < now),
-                )
-                .values(lease_owner=owner, lease_until=now + LEASE)
+                _LEASE, {"b_id": notice_id, "now": now, "owner": owner, "until": now + LEASE}
             )
             if rows_touched(leased) == 1:
                 mine.append(session.get_one(Notification, notice_id))

@@ -12,9 +12,9 @@ the very transaction that changes the reservation or the ledger.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.orm import Session
 
 from core.domain import ClaimKind, EventKind, ExitResult, Payment, PaymentPurpose
@@ -180,6 +180,20 @@ def manual_exit(site: Site, staff: Staff, stay_id: int, reason: str) -> ExitResu
     return result
 
 
+# The write that decides a move: the stay still inside and still on the claim
+# the move started from (an exit or another move a moment ago loses it; the
+# rerun then sees the car gone, or where it is now).
+_MOVE_STAY = (
+    update(Stay)
+    .where(
+        Stay.id == bindparam("b_stay"),
+        Stay.exited_at.is_(None),
+        Stay.claim_id == bindparam("b_old"),
+    )
+    .values(spot_id=bindparam("b_spot"), claim_id=bindparam("b_claim"))
+)
+
+
 def move_car(site: Site, staff: Staff, stay_id: int, to_spot: str, reason: str) -> str:
     """Record that a car was moved to `to_spot`: the stay takes a claim on it
     (through `take_spot`, like every claim: refused if it is not free for the
@@ -214,12 +228,11 @@ def move_car(site: Site, staff: Staff, stay_id: int, to_spot: str, reason: str) 
             update(Claim).where(Claim.id == old.id, Claim.ends_at > now).values(ends_at=now)
         )
         moved = session.execute(
-            update(Stay)
-            .where(Stay.id == stay.id, Stay.exited_at.is_(None))
-            .values(spot_id=target.id, claim_id=claimed.claim_id)
+            _MOVE_STAY,
+            {"b_stay": stay.id, "b_old": old.id, "b_spot": target.id, "b_claim": claimed.claim_id},
         )
         if rows_touched(moved) != 1:
-            raise Conflict("the car left meanwhile")
+            raise Conflict("the car left or was moved meanwhile")
         _override(
             session,
             site,
@@ -315,6 +328,27 @@ def acknowledge_alerts(site: Site, staff: Staff, up_to_event: int) -> None:
 _LOCK_SPOT = update(Spot).values(version=Spot.version + 1)
 
 
+def spot_in_use(session: Session, site: Site, spot_id: int, now: datetime) -> bool:
+    """A car, a hold or a reservation has the spot now or later. Read after
+    the spot row is locked by a write: every claim insert holds that lock
+    until it commits, so this fresh statement sees every claim."""
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Claim.site_id == site.id,
+                    Claim.spot_id == spot_id,
+                    Claim.ends_at > now,
+                    is_live(now),
+                )
+                | exists().where(
+                    Stay.site_id == site.id, Stay.spot_id == spot_id, Stay.exited_at.is_(None)
+                )
+            )
+        )
+    )
+
+
 def set_out_of_service(site: Site, staff: Staff, spot_label: str, out: bool, reason: str) -> None:
     """Close a spot (or open it again). Closing is refused while a car, a hold
     or a reservation has it now or later: move the car or cancel the booking
@@ -332,25 +366,11 @@ def set_out_of_service(site: Site, staff: Staff, spot_label: str, out: bool, rea
         locked = session.execute(_LOCK_SPOT.where(Spot.id == spot.id, Spot.site_id == site.id))
         if rows_touched(locked) != 1:
             raise NotFound(f"There is no spot {spot_label} in this garage.")
-        if out:
-            busy = session.scalar(
-                select(
-                    exists().where(
-                        Claim.site_id == site.id,
-                        Claim.spot_id == spot.id,
-                        Claim.ends_at > now,
-                        is_live(now),
-                    )
-                    | exists().where(
-                        Stay.site_id == site.id, Stay.spot_id == spot.id, Stay.exited_at.is_(None)
-                    )
-                )
+        if out and spot_in_use(session, site, spot.id, now):
+            return (
+                f"Spot {spot.label} has a car or a booking: move the car or cancel the "
+                "booking first."
             )
-            if busy:
-                return (
-                    f"Spot {spot.label} has a car or a booking: move the car or cancel the "
-                    "booking first."
-                )
         session.execute(update(Spot).where(Spot.id == spot.id).values(out_of_service=out))
         action = "spot_closed" if out else "spot_reopened"
         what = "out of service" if out else "back in service"

@@ -225,12 +225,14 @@ def _not_marked(
     site: Site,
     key: str,
     source: str,
+    method: str,
     stay_id: int | None,
     reservation_id: int | None,
 ) -> PaymentRow | Exception:
     """Why the mark did not take: a replay (this very charge, or the one the
     same station started a moment ago: "pay" pressed twice), or the reason
     to refuse. Read only to explain: the write decided."""
+    stay = booked = None
     if stay_id is not None:
         stay = session.execute(
             select(T.exited_at, T.pending_payment).where(T.id == stay_id, T.site_id == site.id)
@@ -249,14 +251,19 @@ def _not_marked(
         pending, what = booked.pending_payment, "reservation"
     if pending is not None:
         started = _by_key(session, pending)
-        if started is not None and (pending == key or started.source == source[:64]):
+        # "Pay" pressed twice at one station shows the charge it started;
+        # cash and waivers are never merged (each is money in someone's hand).
+        same_station = method == started.method == "card" if started else False
+        if started is not None and (
+            pending == key or (same_station and started.source == source[:64])
+        ):
             return started
         return PaymentInProgress(what)
     if stay_id is not None:
-        if stay.exited_at is not None:
+        if stay is not None and stay.exited_at is not None:
             return NothingToPay("This ticket has already been used to exit.")
         return QuoteChanged()
-    if booked.state != "held":
+    if booked is not None and booked.state != "held":
         state = booked.state.replace("_", " ")
         return ReservationError("not_held", f"This reservation is {state}.")
     return ReservationError(
@@ -308,7 +315,7 @@ def _pending_charge(
         else:
             raise ValueError("a charge is for a stay or a reservation")
         if rows_touched(marked) != 1:
-            return _not_marked(session, site, key, source, stay_id, reservation_id)
+            return _not_marked(session, site, key, source, method, stay_id, reservation_id)
         row = PaymentRow(
             site_id=site.id,
             idempotency_key=key,
@@ -490,7 +497,7 @@ def _settle(
 ) -> Payment:
     """Make the provider's final answer the ledger's, with its effect, once.
     `also` runs in that transaction, when this call is the one settling."""
-    refund_reason: list[str] = []
+    refunds: list[PaymentRow] = []
 
     def work(session: Session) -> PaymentRow:
         now = site.clock.now()
@@ -527,7 +534,11 @@ def _settle(
         elif row.status == PaymentStatus.SUCCEEDED:
             reason = _apply_charge(session, site, row, now)
             if reason:
-                refund_reason.append(reason)
+                # Recorded with the settlement: a crash now leaves a pending
+                # refund for the reconciler, never a charge kept for nothing.
+                refund = record_refund(session, site, row.id, None, reason=reason)
+                if isinstance(refund, PaymentRow):
+                    refunds.append(refund)
         else:
             record_event(
                 session,
@@ -543,8 +554,8 @@ def _settle(
         return row
 
     row = site.db.write(work)
-    if refund_reason:
-        refund_payment(site, row.id, reason=refund_reason[0])
+    if refunds:
+        send_refund(site, refunds[0])
         row = _reload(site, payment_id)
     return _payment(row)
 
@@ -658,6 +669,64 @@ _TAKE_REFUND = (
 )
 
 
+def record_refund(
+    session: Session,
+    site: Site,
+    payment_id: int,
+    amount: int | None,
+    *,
+    reason: str,
+    source: str = "",
+    idempotency_key: str | None = None,
+) -> PaymentRow | RefundRefused:
+    """Write a pending refund of `amount` (default: all that is left) of a
+    succeeded charge in the caller's transaction, so that whatever the
+    refund is for (a cancel) and the refund commit together: a crash after
+    it leaves a pending refund that the reconciler sends. Returns the row
+    (an earlier one on a replay of `idempotency_key`) or why not."""
+    if idempotency_key is not None:
+        existing = _by_key(session, idempotency_key)
+        if existing is not None:
+            return existing
+    charge = session.get(PaymentRow, payment_id)
+    if charge is None or charge.site_id != site.id or charge.kind != "charge":
+        return RefundRefused("That payment does not exist.")
+    if charge.status != PaymentStatus.SUCCEEDED:
+        return RefundRefused("Only a completed payment can be refunded.")
+    wanted = charge.amount - charge.refunded if amount is None else amount
+    taken = session.execute(
+        _TAKE_REFUND, {"b_charge": charge.id, "b_site": site.id, "b_amount": wanted}
+    )
+    if wanted <= 0 or rows_touched(taken) != 1:
+        session.refresh(charge)
+        left = charge.amount - charge.refunded
+        return RefundRefused(
+            f"Only {format_money(left, charge.currency)} is left to refund on this payment."
+        )
+    row = PaymentRow(
+        site_id=site.id,
+        idempotency_key=idempotency_key or f"{site.id}:refund:{uuid.uuid4().hex}",
+        kind="refund",
+        purpose=charge.purpose,
+        refund_of=charge.id,
+        stay_id=charge.stay_id,
+        reservation_id=charge.reservation_id,
+        account_id=charge.account_id,
+        amount=wanted,
+        currency=charge.currency,
+        method=charge.method,
+        provider=charge.provider,
+        simulated=charge.simulated,
+        status=PaymentStatus.PENDING.value,
+        failure_message=reason.strip()[:255],
+        source=source[:64],
+        created_at=site.clock.now(),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
 def refund_payment(
     site: Site,
     payment_id: int,
@@ -677,59 +746,32 @@ def refund_payment(
         raise InvalidInput("A refund needs a reason.")
 
     def write(session: Session) -> PaymentRow | RefundRefused:
-        if idempotency_key is not None:
-            existing = _by_key(session, idempotency_key)
-            if existing is not None:
-                return existing
-        charge = session.get(PaymentRow, payment_id)
-        if charge is None or charge.site_id != site.id or charge.kind != "charge":
-            return RefundRefused("That payment does not exist.")
-        if charge.status != PaymentStatus.SUCCEEDED:
-            return RefundRefused("Only a completed payment can be refunded.")
-        wanted = charge.amount - charge.refunded if amount is None else amount
-        taken = session.execute(
-            _TAKE_REFUND, {"b_charge": charge.id, "b_site": site.id, "b_amount": wanted}
+        replay = _by_key(session, idempotency_key) if idempotency_key is not None else None
+        row = record_refund(
+            session,
+            site,
+            payment_id,
+            amount,
+            reason=reason,
+            source=source,
+            idempotency_key=idempotency_key,
         )
-        if wanted <= 0 or rows_touched(taken) != 1:
-            session.refresh(charge)
-            left = charge.amount - charge.refunded
-            return RefundRefused(
-                f"Only {format_money(left, charge.currency)} is left to refund on this payment."
-            )
-        row = PaymentRow(
-            site_id=site.id,
-            idempotency_key=idempotency_key or f"{site.id}:refund:{uuid.uuid4().hex}",
-            kind="refund",
-            purpose=charge.purpose,
-            refund_of=charge.id,
-            stay_id=charge.stay_id,
-            reservation_id=charge.reservation_id,
-            account_id=charge.account_id,
-            amount=wanted,
-            currency=charge.currency,
-            method=charge.method,
-            provider=charge.provider,
-            simulated=charge.simulated,
-            status=PaymentStatus.PENDING.value,
-            failure_message=reason.strip()[:255],
-            source=source[:64],
-            created_at=site.clock.now(),
-        )
-        session.add(row)
-        session.flush()
-        if also is not None:
-            also(session, wanted)
+        if also is not None and replay is None and not isinstance(row, RefundRefused):
+            also(session, row.amount)
         return row
 
     row = site.db.write(write)
     if isinstance(row, RefundRefused):
         raise row
+    return send_refund(site, row)
+
+
+def send_refund(site: Site, row: PaymentRow) -> Payment:
+    """Hand a pending refund row to its provider and settle it (cash and
+    refunds of charges the provider never saw settle at once); a row no
+    longer pending is only reported."""
     if row.status != PaymentStatus.PENDING:
         return _payment(row)
-    return _send_refund(site, row)
-
-
-def _send_refund(site: Site, row: PaymentRow) -> Payment:
     charge = _reload(site, row.refund_of or 0)
     if charge.method == "cash" or charge.provider_ref is None:
         state = ProviderState(PaymentStatus.SUCCEEDED, failure_message=row.failure_message)
@@ -793,7 +835,7 @@ def reconcile(site: Site, older_than: timedelta | None = None) -> ReconcileRepor
     for row in rows:
         try:
             if row.kind == "refund":
-                result = _send_refund(site, row)
+                result = send_refund(site, row)
             elif row.method == "cash":
                 result = _settle(site, row.id, ProviderState(PaymentStatus.SUCCEEDED))
             else:

@@ -17,9 +17,8 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, exists, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from core.allocation import SpotRow
@@ -36,6 +35,7 @@ from core.domain import (
 from core.errors import (
     InvalidInput,
     NotFound,
+    RefundRefused,
     ReservationError,
     TicketError,
     TicketSignatureInvalid,
@@ -46,10 +46,12 @@ from core.payments.provider import PaymentStatus
 from core.services.claims import claim_best_spot, take_spot
 from core.services.entry import make_ticket, record_rejection, source_name, stay_steps
 from core.services.events import record_event
+from core.services.keys import key_in_use
 from core.services.payments import (
     claim_payment_intent,
     on_settled,
-    refund_payment,
+    record_refund,
+    send_refund,
     start_payment,
 )
 from core.services.stays import StayStatus, stay_status
@@ -63,7 +65,6 @@ from core.storage.models import (
     Stay,
     Vehicle,
     reservations_table,
-    signing_keys_table,
 )
 from core.storage.models import Payment as PaymentRow
 from core.storage.models import Reservation as ReservationRow
@@ -72,7 +73,6 @@ from core.ticket_codes import RESERVATION, ShortCode, SignedCode, parse_code
 
 HOLD_MINUTES = 5
 R = reservations_table.c
-K = signing_keys_table.c
 MAX_ADVANCE = timedelta(days=90)
 
 
@@ -412,6 +412,18 @@ def confirm_reservation(site: Site, reservation_id: int) -> Reservation:
     )
 
 
+# The write that decides a cancel: only a held or confirmed reservation, once
+# (a check-in, the no-show release or another cancel a moment ago wins).
+_CANCEL = (
+    update(reservations_table)
+    .where(
+        R.id == bindparam("b_id"),
+        R.state.in_([ReservationState.HELD.value, ReservationState.CONFIRMED.value]),
+    )
+    .values(state=ReservationState.CANCELLED.value, cancelled_at=bindparam("now"))
+)
+
+
 def cancel_reservation(
     site: Site,
     reservation_id: int,
@@ -428,21 +440,14 @@ def cancel_reservation(
     cancelling transaction (the console's audit row)."""
     source = source_name(kiosk)
 
-    def work(session: Session) -> tuple[int, int | None] | ReservationError:
+    def work(session: Session) -> tuple[int, PaymentRow | None] | ReservationError:
         now = site.clock.now()
         row, spot = _load(session, site, reservation_id)
         if account_id is not None and row.account_id != account_id:
             raise NotFound("That reservation does not exist.")
-        was = row.state
-        changed = session.execute(
-            update(ReservationRow)
-            .where(
-                ReservationRow.id == row.id,
-                ReservationRow.state.in_([ReservationState.HELD, ReservationState.CONFIRMED]),
-            )
-            .values(state=ReservationState.CANCELLED.value, cancelled_at=now)
-        )
+        changed = session.execute(_CANCEL, {"b_id": row.id, "now": now})
         if rows_touched(changed) != 1:
+            was = session.get_one(ReservationRow, row.id, populate_existing=True).state
             return ReservationError(
                 "not_cancellable",
                 f"This reservation is {was.replace('_', ' ')} and can no longer be cancelled.",
@@ -469,22 +474,28 @@ def cancel_reservation(
         )
         if also is not None:
             also(session, refund)
-        return refund, paid.id if paid else None
-
-    result = site.db.write(work)
-    if isinstance(result, ReservationError):
-        raise result
-    refund_amount, payment_id = result
-    refund = None
-    if refund_amount > 0 and payment_id is not None:
-        refund = refund_payment(
+        if refund <= 0 or paid is None:
+            return refund, None
+        # The refund row commits with the cancel: a crash before it is sent
+        # leaves it pending for the reconciler.
+        refund_row = record_refund(
+            session,
             site,
-            payment_id,
-            refund_amount,
+            paid.id,
+            refund,
             reason=f"reservation {reservation_id} cancelled",
             source=source,
             idempotency_key=f"{site.id}:reservation:{reservation_id}:cancel-refund",
         )
+        if isinstance(refund_row, RefundRefused):
+            return refund, None  # a supervisor refunded it already
+        return refund, refund_row
+
+    result = site.db.write(work)
+    if isinstance(result, ReservationError):
+        raise result
+    refund_amount, refund_row = result
+    refund = send_refund(site, refund_row) if refund_row is not None else None
     return Cancellation(get_reservation(site, reservation_id), refund, refund_amount)
 
 
@@ -559,17 +570,6 @@ class _Refused(Exception):
     def __init__(self, error: ReservationError, alert: bool = False) -> None:
         self.error = error
         self.alert = alert
-
-
-def key_in_use(site_column: Any, key_column: Any) -> ColumnElement[bool]:
-    """The row's signing key is not retired: part of every write that
-    accepts a code, so a retired key stops working at every kiosk at once
-    (each process's key ring cache only speeds up the signature check)."""
-    return exists(
-        select(K.key_id).where(
-            K.site_id == site_column, K.key_id == key_column, K.retired_at.is_(None)
-        )
-    )
 
 
 # The write that decides a check-in: the reservation moves from confirmed to
