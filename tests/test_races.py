@@ -464,7 +464,7 @@ def _refund_check(site: Site, prepared: Prepared, results: list[Round]) -> None:
         assert site.db.read(lambda s, c=charge: s.get_one(Stay, c.stay_id).paid_amount) == 0
 
 
-@scenario("move-or-exit", make_layout(small=8), "move_whatever_the_stay", False)
+@scenario("move-or-exit", make_layout(small=14), "move_whatever_the_stay", False)
 def _move_or_exit(site: Site, clock: FixedClock, rounds: int) -> Prepared:
     """The attendant moves a car (to two spots at once) as it exits."""
     staff = supervisor(site)
