@@ -314,3 +314,12 @@ def test_keyed_rows_after_unkeyed_rows_without_a_seal_are_reported(site: Site) -
     chain(site, 2)  # row 3 the seal, row 4 keyed
     site.db.write(lambda s: s.execute(delete(AuditRow).where(AuditRow.seq == 3)))
     assert found(verify_audit(site)) == [(1, 2, "unsealed"), (3, 3, "missing")]
+
+
+def test_a_row_stamped_in_local_time_verifies(site: Site) -> None:
+    """The MAC covers the time as the database gives it back (UTC)."""
+    from zoneinfo import ZoneInfo
+
+    local = site.clock.now().astimezone(ZoneInfo("Europe/Berlin"))
+    site.db.write(lambda s: record_audit(s, site, Actor("Sam"), "gate_opened", at=local))
+    assert verify_audit(site).ok

@@ -239,8 +239,11 @@ def record_audit(
     transaction; returns its seq. Raises `Conflict` (the unit of work
     reruns) when another writer extended the chain first. The first row
     after rows written unkeyed is preceded by their seal."""
-    # Stored as UTC: the MAC must cover the time as it is read back.
-    at = (at or site.clock.now()).astimezone(UTC)
+    at = at or site.clock.now()
+    if at.tzinfo is not None:
+        # Stored as UTC: the MAC must cover the time as it is read back. (A
+        # naive time is refused by the column, as before.)
+        at = at.astimezone(UTC)
     key = audit_key(site.master_secret, site.id)
     head = session.get(AuditHead, site.id)
     head_seq, head_hash = (head.seq, head.hash) if head is not None else (0, GENESIS)
