@@ -1,5 +1,6 @@
 """Accounts at the kiosk: create one, sign in, register vehicles, see my
-reservations and payments, and reserve in advance (size, date, time, hours
+reservations and payments, add a walk-in ticket (scanned or typed) to see
+its stay, and reserve in advance (size, date, time, hours
 -> quote -> a 5-minute hold with its countdown -> pay -> the reservation code
 printed and shown as a QR). The driver is signed out whenever the kiosk goes
 back to its start screen: done, or idle."""
@@ -19,8 +20,10 @@ from textual.widgets import Button, Input, Label, Static
 from core import services as lk
 from core.domain import Account, Payment, Size
 from core.errors import InvalidInput
+from core.services.accounts import add_ticket_to_account
 from core.services.notifications import Preferences
 from core.services.reservations import Reservation
+from core.services.stays import StayStatus
 from core.tariff import Quote, format_money
 from kiosk.i18n import N_, _
 from kiosk.screens import KioskScreen, MessageScreen, Purchase, card_screen
@@ -106,9 +109,12 @@ class SignInScreen(FormScreen):
     @on(Button.Pressed, "#go")
     def go(self) -> None:
         email, password = self.value("email"), self.value("password")
+        site, kiosk_id = self.kiosk.site, self.kiosk.kiosk_id
         self.busy(_("Signing in..."))
+        # Failures count per kiosk: a stranger here never locks the owner
+        # out at another kiosk or on their phone.
         self.kiosk.call_core(
-            self, lambda: lk.sign_in(self.kiosk.site, email, password), self.signed_in
+            self, lambda: lk.sign_in(site, email, password, client=kiosk_id), self.signed_in
         )
 
 
@@ -161,6 +167,7 @@ class AccountHomeScreen(AccountScreen):
             with Horizontal(id="actions"):
                 yield BigButton(_("Reserve"), "f1", id="reserve", variant="success")
                 yield BigButton(_("My reservations"), "f2", id="reservations")
+                yield BigButton(_("My tickets"), "f6", id="tickets")
             with Horizontal():
                 yield BigButton(_("My payments"), "f3", id="payments")
                 yield BigButton(_("My vehicles"), "f4", id="vehicles")
@@ -179,6 +186,10 @@ class AccountHomeScreen(AccountScreen):
     @on(Button.Pressed, "#payments")
     def payments(self) -> None:
         self.app.push_screen(PaymentsScreen())
+
+    @on(Button.Pressed, "#tickets")
+    def tickets(self) -> None:
+        self.app.push_screen(TicketsScreen())
 
     @on(Button.Pressed, "#vehicles")
     def vehicles(self) -> None:
@@ -300,6 +311,61 @@ class VehiclesScreen(ListScreen, FormScreen):
             )
 
     def changed(self, _result: object) -> None:
+        self.busy(None)
+        self.reload()
+
+
+class TicketsScreen(ListScreen, FormScreen):
+    """The account's cars inside, and adding a walk-in's ticket by its code:
+    the ticket in hand is the proof the stay is the driver's (a plate is
+    not)."""
+
+    TITLE_TEXT = N_("My tickets")
+
+    def controls(self) -> ComposeResult:
+        yield Input(id="code", placeholder=_("Scan the ticket, or type the code under its QR"))
+        with Horizontal(id="actions"):
+            yield BigButton(_("Add ticket"), "enter", id="add", variant="success")
+
+    def on_mount(self) -> None:  # ListScreen's on_mount loads the list too
+        self.query_one("#code", Input).focus()
+
+    def load(self, account_id: int) -> Table | str:
+        site = self.kiosk.site
+        stays = lk.account_spots(site, account_id).stays
+        if not stays:
+            return _("No cars inside on this account yet: scan a ticket to add it.")
+        table = Table(expand=True, show_edge=False)
+        for column in (_("Ticket"), _("Space"), _("Since"), _("To pay")):
+            table.add_column(column)
+        for stay in stays:
+            table.add_row(
+                str(stay.ticket_id),
+                stay.spot_label,
+                site.describe_time(stay.entered_at),
+                format_money(stay.due, stay.quote.currency),
+            )
+        return table
+
+    @on(Button.Pressed, "#add")
+    def add(self) -> None:
+        if self.working:
+            return
+        code, account_id, site, kiosk = (
+            self.value("code"),
+            self.account.id,
+            self.kiosk.site,
+            self.kiosk,
+        )
+        self.query_one("#code", Input).value = ""
+        self.busy(_("Adding the ticket..."))
+        kiosk.call_core(
+            self,
+            lambda: add_ticket_to_account(site, account_id, code, source=kiosk.kiosk_id),
+            self.added,
+        )
+
+    def added(self, _stay: StayStatus) -> None:
         self.busy(None)
         self.reload()
 
