@@ -246,6 +246,7 @@ def test_the_openapi_document_lists_every_endpoint(client: TestClient) -> None:
         ("/reservations/{reservation_id}", "delete"),
         ("/{account_id}/get_spots", "get"),
         ("/{account_id}/payments", "get"),
+        ("/{account_id}/tickets", "post"),
     ):
         assert method in paths[path], (path, method)
     assert document["components"]["schemas"]["Problem"]["required"] == ["code", "message"]
