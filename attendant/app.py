@@ -353,7 +353,7 @@ class ConsoleScreen(Screen[None]):
 
         def refund(who: staff.Staff, answer: dict[str, str]) -> object:
             number = answer["payment"].strip().lstrip("#")
-            if not number.isdigit():
+            if not (number.isascii() and number.isdigit()):
                 raise InvalidInput("Type the payment's number (search shows it).")
             amount = answer["amount"].strip()
             return overrides.refund(

@@ -279,6 +279,11 @@ def test_account_spots_lists_upcoming_reservations_and_cars_inside(
     inside = lk.enter(site, "small", plate="ada 1")
     lk.enter(site, "small", plate="OTHER")
     clock.advance(minutes=6)
+    # A registered plate alone shows nothing: anyone can drive in with it.
+    assert lk.account_spots(site, ada).stays == ()
+    from core.services.accounts import add_ticket_to_account
+
+    add_ticket_to_account(site, ada, inside.code)
     spots = lk.account_spots(site, ada)
     assert [r.id for r in spots.reservations] == [upcoming.id]
     assert lapsed.id not in [r.id for r in spots.reservations]
@@ -301,3 +306,19 @@ def test_a_declined_card_can_be_followed_by_another_and_only_one_charge_counts(
         lk.pay_reservation(site, held.id, card="tok_visa")
     history = lk.payment_history(site, held.account_id).items
     assert sorted(p.status.value for p in history) == ["failed", "succeeded"]
+
+
+def test_a_reservation_code_that_does_not_fit_is_refused_and_logged_when_looked_up(
+    site: Site, clock: FixedClock
+) -> None:
+    booked = lk.hold(site, account(site), "small", *window(clock, 26, 2))
+    number, check = booked.short_code.split("-")
+    forged = f"{number}-{'A' if check[0] != 'A' else 'B'}{check[1:]}"
+    unknown = f"R{int(number.removeprefix('R')) + 50}-{check}"
+    with pytest.raises(TicketSignatureInvalid):
+        reservations.find_reservation(site, forged, source="booth")
+    with pytest.raises((TicketUnknown, TicketSignatureInvalid)):
+        reservations.find_reservation(site, unknown, source="booth")
+    refused = [e for e in lk.recent_events(site).events if e.kind == "invalid_ticket"]
+    assert len(refused) == 2
+    assert {e.source for e in refused} == {"booth"}

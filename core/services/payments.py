@@ -289,58 +289,87 @@ def _pending_charge(
     """The ledger row under `key`: written pending (and committed) before
     the provider hears of it, with the mark on its stay or reservation, or
     the one an earlier call wrote."""
-    provider = site.payments
-    cash = method != "card"
-
-    def write(session: Session) -> PaymentRow | Exception:
-        existing = _by_key(session, key)
-        if existing is not None:
-            return existing
-        now = site.clock.now()
-        if stay_id is not None:
-            # The services pass the paid amount their quote was worked out
-            # from; a caller naming its own amount takes the stay as it is.
-            paid = paid_seen
-            if paid is None:
-                paid = session.scalar(select(T.paid_amount).where(T.id == stay_id)) or 0
-            marked = session.execute(
-                _MARK_STAY,
-                {"b_stay": stay_id, "b_site": site.id, "b_paid": paid, "b_key": key},
-            )
-        elif reservation_id is not None:
-            marked = session.execute(
-                _MARK_RESERVATION,
-                {"b_reservation": reservation_id, "b_site": site.id, "b_now": now, "b_key": key},
-            )
-        else:
-            raise ValueError("a charge is for a stay or a reservation")
-        if rows_touched(marked) != 1:
-            return _not_marked(session, site, key, source, method, stay_id, reservation_id)
-        row = PaymentRow(
-            site_id=site.id,
-            idempotency_key=key,
-            kind="charge",
-            purpose=purpose.value,
+    result = site.db.write(
+        lambda session: _write_pending(
+            session,
+            site,
+            key,
+            purpose,
+            amount,
             stay_id=stay_id,
             reservation_id=reservation_id,
             account_id=account_id,
-            amount=amount,
-            currency=site.tariff.currency,
+            source=source,
+            paid_seen=paid_seen,
             method=method,
-            provider=method if cash else provider.name,
-            simulated=False if cash else provider.simulated,
-            status=PaymentStatus.PENDING.value,
-            source=source[:64],
-            created_at=now,
         )
-        session.add(row)
-        session.flush()
-        return row
-
-    result = site.db.write(write)
+    )
     if isinstance(result, Exception):
         raise result
     return result
+
+
+def _write_pending(
+    session: Session,
+    site: Site,
+    key: str,
+    purpose: PaymentPurpose,
+    amount: int,
+    *,
+    stay_id: int | None,
+    reservation_id: int | None,
+    account_id: int | None,
+    source: str,
+    paid_seen: int | None,
+    method: str,
+) -> PaymentRow | Exception:
+    """In the caller's transaction: the pending row, if the conditional
+    write marking its stay or reservation took (see `start_payment`)."""
+    provider = site.payments
+    cash = method != "card"
+    existing = _by_key(session, key)
+    if existing is not None:
+        return existing
+    now = site.clock.now()
+    if stay_id is not None:
+        # The services pass the paid amount their quote was worked out
+        # from; a caller naming its own amount takes the stay as it is.
+        paid = paid_seen
+        if paid is None:
+            paid = session.scalar(select(T.paid_amount).where(T.id == stay_id)) or 0
+        marked = session.execute(
+            _MARK_STAY,
+            {"b_stay": stay_id, "b_site": site.id, "b_paid": paid, "b_key": key},
+        )
+    elif reservation_id is not None:
+        marked = session.execute(
+            _MARK_RESERVATION,
+            {"b_reservation": reservation_id, "b_site": site.id, "b_now": now, "b_key": key},
+        )
+    else:
+        raise ValueError("a charge is for a stay or a reservation")
+    if rows_touched(marked) != 1:
+        return _not_marked(session, site, key, source, method, stay_id, reservation_id)
+    row = PaymentRow(
+        site_id=site.id,
+        idempotency_key=key,
+        kind="charge",
+        purpose=purpose.value,
+        stay_id=stay_id,
+        reservation_id=reservation_id,
+        account_id=account_id,
+        amount=amount,
+        currency=site.tariff.currency,
+        method=method,
+        provider=method if cash else provider.name,
+        simulated=False if cash else provider.simulated,
+        status=PaymentStatus.PENDING.value,
+        source=source[:64],
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
 
 
 def claim_payment_intent(
@@ -498,66 +527,76 @@ def _settle(
     """Make the provider's final answer the ledger's, with its effect, once.
     `also` runs in that transaction, when this call is the one settling."""
     refunds: list[PaymentRow] = []
-
-    def work(session: Session) -> PaymentRow:
-        now = site.clock.now()
-        changed = session.execute(
-            update(payments_table)
-            .where(P.id == payment_id, P.status == PaymentStatus.PENDING.value)
-            .values(
-                status=state.status.value,
-                provider_ref=func.coalesce(P.provider_ref, state.provider_ref),
-                card_brand=state.card_brand,
-                card_last4=state.card_last4,
-                failure_code=state.failure_code,
-                failure_message=(state.failure_message or "")[:255] or None,
-                settled_at=now,
-            )
-        )
-        row = _load(session, site, payment_id)
-        if rows_touched(changed) != 1:
-            return row  # settled already, by us or another process
-        session.refresh(row)
-        if row.kind == "charge":
-            # The stay or reservation may take its next charge (none twice).
-            if row.stay_id is not None:
-                session.execute(_UNMARK_STAY, {"b_stay": row.stay_id, "b_key": row.idempotency_key})
-            if row.reservation_id is not None:
-                session.execute(
-                    _UNMARK_RESERVATION,
-                    {"b_reservation": row.reservation_id, "b_key": row.idempotency_key},
-                )
-        if also is not None:
-            also(session)
-        if row.kind == "refund":
-            _settle_refund(session, site, row, now)
-        elif row.status == PaymentStatus.SUCCEEDED:
-            reason = _apply_charge(session, site, row, now)
-            if reason:
-                # Recorded with the settlement: a crash now leaves a pending
-                # refund for the reconciler, never a charge kept for nothing.
-                refund = record_refund(session, site, row.id, None, reason=reason)
-                if isinstance(refund, PaymentRow):
-                    refunds.append(refund)
-        else:
-            record_event(
-                session,
-                site.id,
-                now,
-                EventKind.PAYMENT_FAILED,
-                f"Payment {row.status} ({row.failure_code or 'no reason'}): "
-                f"{format_money(row.amount, row.currency)} for {row.purpose.replace('_', ' ')}",
-                source=row.source,
-                stay_id=row.stay_id,
-                data=_event_data(row),
-            )
-        return row
-
-    row = site.db.write(work)
+    row = site.db.write(lambda s: _settle_in(s, site, payment_id, state, also, refunds))
     if refunds:
         send_refund(site, refunds[0])
         row = _reload(site, payment_id)
     return _payment(row)
+
+
+def _settle_in(
+    session: Session,
+    site: Site,
+    payment_id: int,
+    state: ProviderState,
+    also: Callable[[Session], None] | None,
+    refunds: list[PaymentRow],
+) -> PaymentRow:
+    """`_settle`'s work in the caller's transaction; refunds it records (an
+    effect that can no longer be delivered) are appended to `refunds`."""
+    refunds.clear()  # a rerun of the unit of work starts afresh
+    now = site.clock.now()
+    changed = session.execute(
+        update(payments_table)
+        .where(P.id == payment_id, P.status == PaymentStatus.PENDING.value)
+        .values(
+            status=state.status.value,
+            provider_ref=func.coalesce(P.provider_ref, state.provider_ref),
+            card_brand=state.card_brand,
+            card_last4=state.card_last4,
+            failure_code=state.failure_code,
+            failure_message=(state.failure_message or "")[:255] or None,
+            settled_at=now,
+        )
+    )
+    row = _load(session, site, payment_id)
+    if rows_touched(changed) != 1:
+        return row  # settled already, by us or another process
+    session.refresh(row)
+    if row.kind == "charge":
+        # The stay or reservation may take its next charge (none twice).
+        if row.stay_id is not None:
+            session.execute(_UNMARK_STAY, {"b_stay": row.stay_id, "b_key": row.idempotency_key})
+        if row.reservation_id is not None:
+            session.execute(
+                _UNMARK_RESERVATION,
+                {"b_reservation": row.reservation_id, "b_key": row.idempotency_key},
+            )
+    if also is not None:
+        also(session)
+    if row.kind == "refund":
+        _settle_refund(session, site, row, now)
+    elif row.status == PaymentStatus.SUCCEEDED:
+        reason = _apply_charge(session, site, row, now)
+        if reason:
+            # Recorded with the settlement: a crash now leaves a pending
+            # refund for the reconciler, never a charge kept for nothing.
+            refund = record_refund(session, site, row.id, None, reason=reason)
+            if isinstance(refund, PaymentRow):
+                refunds.append(refund)
+    else:
+        record_event(
+            session,
+            site.id,
+            now,
+            EventKind.PAYMENT_FAILED,
+            f"Payment {row.status} ({row.failure_code or 'no reason'}): "
+            f"{format_money(row.amount, row.currency)} for {row.purpose.replace('_', ' ')}",
+            source=row.source,
+            stay_id=row.stay_id,
+            data=_event_data(row),
+        )
+    return row
 
 
 def _event_data(row: PaymentRow) -> dict[str, object]:
@@ -918,17 +957,34 @@ def record_cash_payment(
         raise InvalidInput("An attendant records cash, a waiver or a discount.")
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidInput("A payment needs a positive amount in minor units.")
-    row = _pending_charge(
-        site,
-        f"{site.id}:{method}:{uuid.uuid4().hex}",
-        purpose,
-        amount,
-        stay_id=stay_id,
-        source=source,
-        paid_seen=paid_seen,
-        method=method,
-    )
-    return _settle(site, row.id, ProviderState(PaymentStatus.SUCCEEDED), also)
+    key = f"{site.id}:{method}:{uuid.uuid4().hex}"
+    refunds: list[PaymentRow] = []
+
+    # No provider to hear of it: the row and its settlement are one
+    # transaction, so a failure (its audit row) leaves nothing behind.
+    def work(session: Session) -> PaymentRow | Exception:
+        row = _write_pending(
+            session,
+            site,
+            key,
+            purpose,
+            amount,
+            stay_id=stay_id,
+            reservation_id=None,
+            account_id=None,
+            source=source,
+            paid_seen=paid_seen,
+            method=method,
+        )
+        if isinstance(row, Exception):
+            return row
+        succeeded = ProviderState(PaymentStatus.SUCCEEDED)
+        return _settle_in(session, site, row.id, succeeded, also, refunds)
+
+    result = site.db.write(work)
+    if isinstance(result, Exception):
+        raise result
+    return _payment(result)
 
 
 def with_fresh_quote(start: Callable[[], Result], attempts: int = 3) -> Result:

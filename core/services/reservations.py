@@ -63,7 +63,6 @@ from core.storage.models import (
     Claim,
     Spot,
     Stay,
-    Vehicle,
     reservations_table,
 )
 from core.storage.models import Payment as PaymentRow
@@ -562,6 +561,7 @@ def find_reservation(site: Site, code: str, source: str = "") -> Reservation:
 
     found = site.db.read(work)
     if isinstance(found, TicketError):
+        record_rejection(site, code, found, source_name(source))
         raise found
     return reservation_of(site, *found)
 
@@ -876,7 +876,8 @@ def describe_price(reservation: Reservation) -> str:
 @dataclass(frozen=True)
 class AccountSpots:
     """What an account holds now: reservations still to come or in use, and
-    cars inside (checked in with a reservation, or with a registered plate)."""
+    cars inside (checked in with a reservation, or whose ticket the account
+    added by its code)."""
 
     reservations: tuple[Reservation, ...]
     stays: tuple[StayStatus, ...]
@@ -901,15 +902,15 @@ def account_spots(site: Site, account_id: int) -> AccountSpots:
             )
             .order_by(ReservationRow.starts_at, ReservationRow.id)
         ).all()
-        plates = select(Vehicle.plate).where(
-            Vehicle.site_id == site.id, Vehicle.account_id == account_id
-        )
+        # Only stays the account proved it holds (a reservation's, or a
+        # ticket it scanned or typed in): never by a registered plate alone,
+        # which would show it someone else's car, ticket and fee.
         stay_ids = session.scalars(
             select(Stay.id)
             .where(
                 Stay.site_id == site.id,
                 Stay.exited_at.is_(None),
-                (Stay.account_id == account_id) | Stay.plate.in_(plates),
+                Stay.account_id == account_id,
             )
             .order_by(Stay.entered_at)
         ).all()

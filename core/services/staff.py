@@ -60,7 +60,7 @@ def _clean_name(name: str) -> str:
 def check_pin(pin: str) -> None:
     """A PIN is 4 to 12 digits."""
     low, high = PIN_LENGTH
-    if not (pin.isdigit() and low <= len(pin) <= high):
+    if not (pin.isascii() and pin.isdigit() and low <= len(pin) <= high):
         raise InvalidInput(f"A PIN is {low} to {high} digits.")
 
 
