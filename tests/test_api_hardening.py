@@ -337,3 +337,88 @@ def test_trusted_proxies_come_from_the_environment_too(monkeypatch: pytest.Monke
         load_settings()
     monkeypatch.delenv("LOTKEEPER_API__TRUSTED_PROXIES")
     assert load_settings().api.trusted_proxies == ()
+
+
+# -- the key's own transitions ---------------------------------------------------------
+
+
+def retry_at_once(site: Site, threads: int = 5) -> list[str]:
+    """`threads` retries of one request under one key, at the same moment:
+    what each was told."""
+    import threading
+
+    from core.services.api_access import IdempotencyConflict, begin_idempotent
+
+    # Connections opened beforehand, so that no retry waits for one while
+    # another runs: they meet in the database.
+    warm = [site.db.engine.connect() for _ in range(threads)]
+    for connection in warm:
+        connection.close()
+    start = threading.Barrier(threads)
+    outcomes: list[str] = []
+
+    def retry() -> None:
+        start.wait(timeout=30)
+        try:
+            replay = begin_idempotent(site, "account 1", "k", "print")
+            outcomes.append("runs" if replay is None else "replayed")
+        except IdempotencyConflict:
+            outcomes.append("conflict")
+
+    workers = [threading.Thread(target=retry) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    return sorted(outcomes)
+
+
+def test_an_abandoned_key_is_taken_over_by_one_retry_only(site: Site, clock: FixedClock) -> None:
+    from core.services.api_access import ABANDONED_AFTER, begin_idempotent
+
+    assert begin_idempotent(site, "account 1", "k", "print") is None  # then its server died
+    clock.advance(seconds=ABANDONED_AFTER.total_seconds())
+    assert retry_at_once(site, 5) == ["conflict"] * 4 + ["runs"]
+
+
+def _take_over_by_reading(site: Site, scope: str, key: str, fingerprint: str) -> Any:
+    """The planted bug: take an abandoned key over by reading it, then
+    writing it with no condition on what was read."""
+    from core.services.api_access import ABANDONED_AFTER, IdempotencyConflict
+    from core.storage.models import IdempotentRequest
+
+    def work(session: Any) -> None:
+        row = session.get(IdempotentRequest, (site.id, scope, key))
+        if row.status == 0 and row.created_at <= site.clock.now() - ABANDONED_AFTER:
+            row.created_at = site.clock.now()
+            return None
+        raise IdempotencyConflict("still being answered")
+
+    return site.db.write(work)
+
+
+@pytest.mark.parametrize("db_url", [pytest.param("mysql", marks=pytest.mark.mysql)], indirect=True)
+def test_the_race_test_catches_a_take_over_without_its_condition(
+    site: Site, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.services import api_access
+
+    # SQLite runs one writer at a time, so only MariaDB lets two retries in.
+    assert api_access.begin_idempotent(site, "account 1", "k", "print") is None
+    clock.advance(seconds=api_access.ABANDONED_AFTER.total_seconds())
+    monkeypatch.setattr(api_access, "begin_idempotent", _take_over_by_reading)
+    assert retry_at_once(site, 5).count("runs") > 1
+
+
+def test_freeing_a_key_never_drops_a_kept_answer(site: Site) -> None:
+    from core.services.api_access import (
+        begin_idempotent,
+        finish_idempotent,
+        release_idempotent,
+    )
+
+    assert begin_idempotent(site, "account 1", "k", "print") is None
+    finish_idempotent(site, "account 1", "k", 201, '{"id": 1}')
+    release_idempotent(site, "account 1", "k")  # late, from a confused caller
+    kept = begin_idempotent(site, "account 1", "k", "print")
+    assert kept is not None and (kept.status, kept.body) == (201, '{"id": 1}')
