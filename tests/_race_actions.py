@@ -236,6 +236,19 @@ def _close_shift_twice() -> None:
     )
 
 
+def _release_by_id() -> None:
+    """The no-show release writes the reservation whatever its state."""
+    from core.services import reservations
+
+    _without(
+        reservations,
+        "_RELEASE",
+        update(reservations_table)
+        .where(reservations_table.c.id == bindparam("b_id"))
+        .values(state="no_show"),
+    )
+
+
 def _sign_in_when_disabled() -> None:
     _without(
         staff,
@@ -270,6 +283,7 @@ PLANTS: dict[str, Callable[[], None]] = {
     "move_whatever_the_stay": _move_whatever_the_stay,
     "close_a_busy_spot": _close_a_busy_spot,
     "close_shift_twice": _close_shift_twice,
+    "release_by_id": _release_by_id,
     "sign_in_when_disabled": _sign_in_when_disabled,
     "lease_taken_notice": _lease_taken_notice,
 }

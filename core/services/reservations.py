@@ -758,6 +758,15 @@ def _record_refusal(site: Site, reservation_id: int, refused: _Refused, source: 
     )
 
 
+# A no-show is released once, and only while still confirmed (a check-in or
+# a cancel a moment ago wins).
+_RELEASE = (
+    update(reservations_table)
+    .where(R.id == bindparam("b_id"), R.state == ReservationState.CONFIRMED.value)
+    .values(state=ReservationState.NO_SHOW.value)
+)
+
+
 def release_no_shows(site: Site) -> list[int]:
     """Release confirmed reservations whose car did not arrive by the end of
     the check-in grace: the claim is cut so the spot is free again, and an
@@ -776,14 +785,7 @@ def release_no_shows(site: Site) -> list[int]:
         ).all()
         released = []
         for row in due:
-            changed = session.execute(
-                update(ReservationRow)
-                .where(
-                    ReservationRow.id == row.id,
-                    ReservationRow.state == ReservationState.CONFIRMED.value,
-                )
-                .values(state=ReservationState.NO_SHOW.value)
-            )
+            changed = session.execute(_RELEASE, {"b_id": row.id})
             if rows_touched(changed) != 1:
                 continue
             session.execute(
