@@ -834,7 +834,7 @@ PLANTED = [
     pytest.param("sqlite", name, id=f"sqlite-{name}")
     for name, s in SCENARIOS.items()
     if s.plant_breaks_sqlite
-'] + [
+] + [
     pytest.param("mysql", name, id=f"mysql-{name}", marks=pytest.mark.mysql)
     for name, s in SCENARIOS.items()
     if s.plant is not None
