@@ -208,9 +208,11 @@ class PaymentInProgress(LotkeeperError):
 
     def __init__(self, what: str = "ticket") -> None:
         super().__init__(
-            "This {what} is being paid somewhere else right now. Please finish there, "
-            "or wait a minute and try again.",
-            what=what,
+            "This reservation is being paid somewhere else right now. Please finish there, "
+            "or wait a minute and try again."
+            if what == "reservation"
+            else "This ticket is being paid somewhere else right now. Please finish there, "
+            "or wait a minute and try again."
         )
 
 

@@ -85,3 +85,24 @@ def test_an_engine_message_the_catalog_lacks_stays_whole_in_english() -> None:
         assert error_text(error) == "Only 3 cars today."
     finally:
         use_language("en")
+
+
+def test_refusals_of_concurrent_payments_and_retired_codes_are_translated() -> None:
+    from core import errors
+    from kiosk.i18n import error_text, use_language
+
+    refusals = [
+        errors.PaymentInProgress("ticket"),
+        errors.PaymentInProgress("reservation"),
+        errors.ReservationError(
+            "key_retired", "This reservation code is no longer valid. Please see the attendant."
+        ),
+    ]
+    try:
+        use_language("es")
+        spanish = [error_text(e) for e in refusals]
+    finally:
+        use_language("en")
+    assert spanish[0].startswith("Este ticket se está pagando en otro lugar")
+    assert spanish[1].startswith("Esta reserva se está pagando en otro lugar")
+    assert spanish[2] == "Este código de reserva ya no es válido. Consulte al encargado."
