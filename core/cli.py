@@ -301,14 +301,13 @@ def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_api(args: argparse.Namespace, out: TextIO) -> int:
     try:
-        import uvicorn
-
-        from api.app import create_app
+        from api.app import serve
     except ImportError as exc:  # pragma: no cover - a broken install
         raise ConfigError(f"the API is not installed ({exc})") from None
 
     site = _open(args)
-    uvicorn.run(create_app(site), host=args.host, port=args.port, log_level="info")
+    # X-Forwarded-For is read by the API from `api.trusted_proxies` only.
+    serve(site, args.host, args.port)
     return 0
 
 

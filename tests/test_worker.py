@@ -27,6 +27,7 @@ from core import services as lk
 from core.clock import FixedClock
 from core.config import SmtpSettings
 from core.mail import SmtpMailer
+from core.services.accounts import add_ticket_to_account
 from core.services.devices import Component
 from core.services.notifications import list_notifications
 from core.site import Site
@@ -120,7 +121,8 @@ def test_a_car_hears_15_minutes_before_its_max_stay_then_overstays_once(
     with_smtp(site, port)
     account = lk.create_account(site, "Cy", "cy@example.com", "pass words")
     lk.add_vehicle(site, account.id, "KLX 481", "small")
-    ticket = lk.enter(site, "small", plate="KLX 481")  # a walk-in: known by its plate
+    ticket = lk.enter(site, "small", plate="KLX 481")
+    add_ticket_to_account(site, account.id, ticket.code)  # the driver shows it is theirs
     clock.set(ticket.max_stay_until - timedelta(minutes=15, seconds=1))
     worker(site, port).run_once()
     assert box.messages == []
@@ -137,6 +139,22 @@ def test_a_car_hears_15_minutes_before_its_max_stay_then_overstays_once(
     assert box.subjects()[1:] == ["Your car is past its parking time"]
     overstays = [e for e in lk.recent_events(site).events if e.kind == "overstay"]
     assert len(overstays) == 1  # the attendant's alert, once
+
+
+def test_a_registered_plate_alone_brings_no_notice_of_a_strangers_stay(
+    site: Site, clock: FixedClock, inbox: tuple[Inbox, int]
+) -> None:
+    """Anyone can register a plate: the notice would say where the car is."""
+    box, port = inbox
+    with_smtp(site, port)
+    account = lk.create_account(site, "Cy", "cy@example.com", "pass words")
+    lk.add_vehicle(site, account.id, "KLX 481", "small")
+    ticket = lk.enter(site, "small", plate="KLX 481")
+    clock.set(ticket.max_stay_until - timedelta(minutes=15))
+    worker(site, port).run_once()
+    clock.set(ticket.max_stay_until)
+    worker(site, port).run_once()
+    assert box.messages == []
 
 
 def test_an_account_that_said_no_gets_no_reminder_but_still_hears_of_a_cancellation(

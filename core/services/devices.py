@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.domain import EventKind
 from core.errors import InvalidInput
 from core.services.events import record_event
 from core.site import Site
+from core.storage.database import Conflict, rows_touched
 from core.storage.models import Device
 
 ComponentState = Literal["ok", "warning", "fault"]
@@ -85,13 +86,39 @@ def report_heartbeat(
 
     def work(session: Session) -> None:
         now = site.clock.now()
-        row = session.get(Device, (site.id, device_id), with_for_update=True)
-        before = _components(row.components) if row is not None else {}
+        row = session.get(Device, (site.id, device_id))
+        ok = all(c.state != "fault" for c in components.values())
         if row is None:
-            row = Device(site_id=site.id, device_id=device_id)
-            session.add(row)
-        row.role, row.components, row.last_seen_at = role[:16], encoded, now
-        row.ok = all(c.state != "fault" for c in components.values())
+            # Two first heartbeats at once: the primary key stops the second,
+            # which reruns and finds this row.
+            session.add(
+                Device(
+                    site_id=site.id,
+                    device_id=device_id,
+                    role=role[:16],
+                    components=encoded,
+                    ok=ok,
+                    last_seen_at=now,
+                )
+            )
+            session.flush()
+            before = {}
+        else:
+            # Compare and set: the health read is the health replaced, so a
+            # change of health raises its event once however many reports race.
+            seen = row.components
+            before = _components(seen)
+            swapped = session.execute(
+                update(Device)
+                .where(
+                    Device.site_id == site.id,
+                    Device.device_id == device_id,
+                    Device.components == seen,
+                )
+                .values(role=role[:16], components=encoded, ok=ok, last_seen_at=now)
+            )
+            if rows_touched(swapped) != 1:
+                raise Conflict("the device reported meanwhile")
         for name, part in components.items():
             was = before.get(name)
             if part.state == "fault" and (was is None or was.state != "fault"):

@@ -49,7 +49,7 @@ from core.services.events import record_event
 from core.services.reservations import reservation_of
 from core.site import Site
 from core.storage.database import rows_touched
-from core.storage.models import Account, Device, Notification, Spot, Stay, Vehicle
+from core.storage.models import Account, Device, Notification, Spot, Stay
 from core.storage.models import Reservation as ReservationRow
 
 log = logging.getLogger("lotkeeper.worker")
@@ -195,15 +195,10 @@ def _no_account(payload: dict[str, Any]) -> tuple[Account | None, dict[str, Any]
 
 def _stay_account(session: Session, site: Site, stay: Stay) -> Account | None:
     """The account a car inside belongs to: its reservation's, or the one
-    its plate is registered to."""
+    that added its ticket by code. Never the account a plate is registered
+    to: anyone can register a plate, and the notice says where the car is."""
     if stay.account_id is not None:
         return session.get(Account, stay.account_id)
-    if stay.plate:
-        return session.scalars(
-            select(Account)
-            .join(Vehicle, Vehicle.account_id == Account.id)
-            .where(Vehicle.site_id == site.id, Vehicle.plate == stay.plate)
-        ).first()
     return None
 
 
