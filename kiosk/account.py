@@ -423,7 +423,7 @@ def _parse_start(day: str, clock_time: str, zone: Any) -> datetime:
         date = datetime.strptime(day.strip(), "%Y-%m-%d").date()
     except ValueError:
         raise InvalidInput(_("Please type the date as year-month-day, e.g. 2026-11-23.")) from None
-    digits = "".join(c for c in clock_time if c.isdigit())
+    digits = "".join(c for c in clock_time if c in "0123456789")
     if not digits or len(digits) > 4:
         raise InvalidInput(_("Please type the time as hours and minutes, e.g. 09:30."))
     hours, minutes = (
