@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, text, update
 from core import services as lk
 from core.clock import FixedClock as FixedClock
 from core.config import load_settings
-from core.services import booth, notifications, overrides, payments, shifts, staff
+from core.services import api_access, booth, notifications, overrides, payments, shifts, staff
 from core.site import Site, open_site
 from core.storage.models import (
     Notification,
@@ -91,6 +91,11 @@ ACTIONS: dict[str, Callable[..., Any]] = {
     "disable_staff": lambda site, name: staff.disable_staff(site, name, REASON).name,
     "sign_in": lambda site, name, pin: staff.staff_sign_in(site, name, pin).id,
     "retire_key": lambda site, key_id: lk.retire_key(site, key_id).key_id,
+    "idempotent": lambda site, key: (
+        "runs"
+        if api_access.begin_idempotent(site, "account 1", key, "print") is None
+        else "replayed"
+    ),
     "deliver": lambda site, owner: [
         (n.id, outcome) for n, outcome in notifications.deliver_notifications(site, owner, None)
     ],

@@ -167,10 +167,10 @@ def test_audit_verify_refuses_a_head_it_cannot_read(
         assert "--expect takes ROW:MAC as printed on a report" in capsys.readouterr().err
 
 
-def test_the_console_shows_saves_and_prints_the_chain_head(site: Site, db_url: str) -> None:
+# A UI journey: the service tests above cover MariaDB.
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_console_shows_saves_and_prints_the_chain_head(site: Site) -> None:
     """The shift report as the attendant sees it, saves it and prints it."""
-    if not db_url.startswith("sqlite"):
-        pytest.skip("a UI journey: the service tests above cover MariaDB")
     from textual.widgets import Input, Static
 
     from attendant.app import AttendantApp, FormScreen

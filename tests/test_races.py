@@ -662,6 +662,22 @@ def _notice_check(site: Site, prepared: Prepared, results: list[Round]) -> None:
         assert sent == 1
 
 
+@scenario("idempotency-key", make_layout(small=1), None, False)
+def _idempotency_key(site: Site, clock: FixedClock, rounds: int) -> Prepared:
+    """One API write sent four times at once under one new Idempotency-Key.
+    No plant: the key's primary key decides (the take-over of an abandoned
+    key, a conditional write, is raced and planted in test_api_hardening)."""
+    keys = [f"key-{r}" for r in range(rounds)]
+    return Prepared([[call("idempotent", k)] * WIDTH for k in keys], START, keys)
+
+
+@checks(_idempotency_key)
+def _idempotency_key_check(site: Site, prepared: Prepared, results: list[Round]) -> None:
+    for result in results:
+        assert [o.value for o in result.won()] == ["runs"], result.outcomes
+        assert result.errors() == {"IdempotencyConflict": WIDTH - 1}
+
+
 # -- the arenas: one group of processes per database and per honesty ---------------------
 
 
@@ -828,6 +844,10 @@ def test_a_retired_key_stops_at_every_kiosk_at_once(honest: Arena) -> None:
 
 def test_a_notice_due_at_four_workers_is_sent_once(honest: Arena) -> None:
     honest.check("notice")
+
+
+def test_one_api_write_sent_four_times_under_one_key_runs_once(honest: Arena) -> None:
+    honest.check("idempotency-key")
 
 
 PLANTED = [
