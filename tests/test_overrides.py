@@ -200,3 +200,18 @@ def test_a_waiver_and_its_audit_row_are_one_transaction(
     monkeypatch.undo()
     assert waive_fee(site, sam, ticket.id, "barrier hit the car") == due
     assert audit_entries(site)[0].action == "fee_waived" and verify_audit(site).ok
+
+
+def test_a_waiver_took_no_money_so_it_cannot_be_refunded(
+    site: Site, clock: FixedClock, sam: Staff
+) -> None:
+    from core.errors import RefundRefused
+    from core.services.overrides import refund
+
+    ticket = lk.enter(site, "small")
+    clock.advance(hours=2)
+    waive_fee(site, sam, ticket.id, "barrier hit the car")
+    (waiver,) = lk.payments_for(site, stay_id=ticket.id)
+    with pytest.raises(RefundRefused, match="took no money"):
+        refund(site, sam, waiver.id, "undo the waiver")
+    assert [p.kind for p in lk.payments_for(site, stay_id=ticket.id)] == ["charge"]

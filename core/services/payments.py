@@ -732,6 +732,8 @@ def record_refund(
         return RefundRefused("That payment does not exist.")
     if charge.status != PaymentStatus.SUCCEEDED:
         return RefundRefused("Only a completed payment can be refunded.")
+    if charge.method in ("waiver", "discount"):
+        return RefundRefused("A waiver or a discount took no money: there is nothing to refund.")
     wanted = charge.amount - charge.refunded if amount is None else amount
     taken = session.execute(
         _TAKE_REFUND, {"b_charge": charge.id, "b_site": site.id, "b_amount": wanted}

@@ -57,7 +57,7 @@ from core.services.payments import (
 from core.services.stays import StayStatus, stay_status
 from core.site import Site
 from core.storage.batch import Step
-from core.storage.database import rows_touched
+from core.storage.database import Conflict, rows_touched
 from core.storage.models import (
     Account,
     Claim,
@@ -459,7 +459,27 @@ def cancel_reservation(
                 PaymentRow.status == PaymentStatus.SUCCEEDED.value,
             )
         ).first()
-        refund = site.tariff.cancel_refund(row.price, row.starts_at, now) if paid else 0
+        refund, refund_row = 0, None
+        if paid is not None:
+            # The tariff's share, less what a supervisor already gave back.
+            rule = site.tariff.cancel_refund(row.price, row.starts_at, now)
+            session.refresh(paid)
+            refund = max(0, min(rule, paid.amount - paid.refunded))
+        if refund > 0 and paid is not None:
+            # The refund row commits with the cancel: a crash before it is
+            # sent leaves it pending for the reconciler.
+            recorded = record_refund(
+                session,
+                site,
+                paid.id,
+                refund,
+                reason=f"reservation {reservation_id} cancelled",
+                source=source,
+                idempotency_key=f"{site.id}:reservation:{reservation_id}:cancel-refund",
+            )
+            if isinstance(recorded, RefundRefused):
+                raise Conflict("the charge was refunded meanwhile")  # rerun: less is left
+            refund_row = recorded
         record_event(
             session,
             site.id,
@@ -473,21 +493,6 @@ def cancel_reservation(
         )
         if also is not None:
             also(session, refund)
-        if refund <= 0 or paid is None:
-            return refund, None
-        # The refund row commits with the cancel: a crash before it is sent
-        # leaves it pending for the reconciler.
-        refund_row = record_refund(
-            session,
-            site,
-            paid.id,
-            refund,
-            reason=f"reservation {reservation_id} cancelled",
-            source=source,
-            idempotency_key=f"{site.id}:reservation:{reservation_id}:cancel-refund",
-        )
-        if isinstance(refund_row, RefundRefused):
-            return refund, None  # a supervisor refunded it already
         return refund, refund_row
 
     result = site.db.write(work)
