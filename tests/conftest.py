@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -110,10 +111,81 @@ def clock() -> FixedClock:
 SiteFactory = Callable[..., Site]
 
 
+class MigratedTemplates:
+    """One database per kind migrated once per test session; each test's
+    empty database gets a copy of its schema instead of running every
+    migration again (most of a MariaDB test's set-up time). The migrations
+    themselves are tested on empty databases (`test_migrations.py`)."""
+
+    def __init__(self, base: Path) -> None:
+        self._base = base
+        self._sqlite: Path | None = None
+        self._mysql: str | None = None
+
+    def _migrated(self, url: str) -> None:
+        from core.storage import migrate
+        from core.storage.database import Database
+
+        db = Database(url)
+        try:
+            db.run_connected(migrate.upgrade)
+        finally:
+            db.dispose()
+
+    def fill(self, url: str) -> None:
+        """Give the empty database at `url` the newest schema."""
+        if url.startswith("sqlite"):
+            target = Path(make_url(url).database or "")
+            if target.exists():
+                return
+            if self._sqlite is None:
+                self._sqlite = self._base / "template.sqlite3"
+                self._migrated(f"sqlite:///{self._sqlite}")
+            shutil.copyfile(self._sqlite, target)
+            return
+        if self._mysql is None:
+            self._mysql = create_mysql_database()
+            self._migrated(self._mysql)
+        source = make_url(self._mysql).database
+        engine = create_engine(url)
+        try:
+            with engine.begin() as connection:
+                if connection.execute(text("SHOW TABLES")).first() is not None:
+                    return
+                connection.execute(text("SET FOREIGN_KEY_CHECKS = 0"))
+                tables = connection.execute(text(f"SHOW TABLES FROM `{source}`")).scalars()
+                for table in list(tables):
+                    ddl = connection.execute(text(f"SHOW CREATE TABLE `{source}`.`{table}`")).one()[
+                        1
+                    ]
+                    connection.execute(text(ddl))
+                connection.execute(
+                    text(f"INSERT INTO alembic_version SELECT * FROM `{source}`.alembic_version")
+                )
+                connection.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
+        finally:
+            engine.dispose()
+
+    def close(self) -> None:
+        if self._mysql is not None:
+            drop_mysql_database(self._mysql)
+
+
+@pytest.fixture(scope="session")
+def migrated_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigratedTemplates]:
+    templates = MigratedTemplates(tmp_path_factory.mktemp("templates"))
+    yield templates
+    templates.close()
+
+
 @pytest.fixture
-def make_site(db_url: str, tmp_path: Path, clock: FixedClock) -> Iterator[SiteFactory]:
-    """Open sites on the test database; `layout` is loaded when given."""
+def make_site(
+    db_url: str, tmp_path: Path, clock: FixedClock, migrated_templates: MigratedTemplates
+) -> Iterator[SiteFactory]:
+    """Open sites on the test database (given the schema from a migrated
+    template); `layout` is loaded when given."""
     opened: list[Site] = []
+    migrated_templates.fill(db_url)
 
     def factory(layout: LotLayout | None = None, site_id: str = "demo", **lot: Any) -> Site:
         settings = settings_for(db_url, tmp_path, **lot)

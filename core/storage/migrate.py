@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -23,7 +24,9 @@ def _config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str:
+    """The newest revision shipped (read once: the files do not change)."""
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None, "no migrations found"
     return head
@@ -43,7 +46,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             connection.execute(text("SELECT GET_LOCK('lotkeeper_migrate', 120)"))
             connection.commit()
         try:
-            command.upgrade(_config(connection), revision)
+            current = MigrationContext.configure(connection).get_current_revision()
+            # Already at the newest (every start but the first): nothing to load.
+            if not (revision == "head" and current == head_revision()):
+                command.upgrade(_config(connection), revision)
             connection.commit()
         finally:
             if is_mysql:
