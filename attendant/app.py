@@ -455,7 +455,8 @@ class AttendantApp(App[None]):
         self.idle_clock = idle_clock
         self.last_key = idle_clock()
         self.staff: staff.Staff | None = None
-        self.shift_open = False
+        self.shift: shifts.ShiftInfo | None = None
+        """The signed-in person's open shift, as last read from the database."""
         self.spots: tuple[SpotState, ...] = ()
         self.levels: list[str] = []
         self.cursor: EventCursor | None = None
@@ -495,6 +496,12 @@ class AttendantApp(App[None]):
             self.pop_screen()
         if not any(isinstance(s, ConsoleScreen) for s in self.screen_stack):
             self.push_screen(ConsoleScreen())
+        self.shift = None
+        self.redraw()
+        self.call_core(lambda: shifts.open_shift_of(self.site, who), self._shift_read)
+
+    def _shift_read(self, shift: shifts.ShiftInfo | None) -> None:
+        self.shift = shift
         self.redraw()
 
     # -- workers ----------------------------------------------------------------
@@ -619,9 +626,11 @@ class AttendantApp(App[None]):
         if screen is None or not screen.query(LotGrid):
             return  # not composed yet: its on_mount draws it
         who = self.staff
-        screen.query_one("#who", Label).update(
-            f"{self.site.name} | {who.name} ({who.role})" if who else self.site.name
-        )
+        heading = f"{self.site.name} | {who.name} ({who.role})" if who else self.site.name
+        if who is not None and self.shift is not None:
+            since = self.site.describe_time(self.shift.opened_at)
+            heading += f" | shift {self.shift.id} since {since}"
+        screen.query_one("#who", Label).update(heading)
         by_level: dict[str, list[SpotState]] = {level: [] for level in self.levels}
         for spot in self.spots:
             by_level.setdefault(spot.level, []).append(spot)
@@ -856,10 +865,19 @@ class AttendantApp(App[None]):
         self.call_core(look, self.say)
 
     def shift_action(self) -> None:
+        """Open or close the signed-in person's shift, as the database has it
+        (a shift opened on another console, or before a restart, closes here)."""
         who = self.staff
         if who is None:
             return
-        if not self.shift_open:
+        self.call_core(lambda: shifts.open_shift_of(self.site, who), self._ask_shift)
+
+    def _ask_shift(self, open_now: shifts.ShiftInfo | None) -> None:
+        who = self.staff
+        if who is None:
+            return
+        self.shift = open_now
+        if open_now is None:
 
             def opened(answer: dict[str, str] | None) -> None:
                 if answer:
@@ -879,17 +897,24 @@ class AttendantApp(App[None]):
                     lambda: shifts.close_shift(self.site, who, to_cents(typed)), self._report
                 )
 
+        since = self.site.describe_time(open_now.opened_at)
         self.push_screen(
-            FormScreen("Close the shift", [("counted", "Cash counted", False)]), closed
+            FormScreen(
+                f"Close shift {open_now.id} (open since {since})",
+                [("counted", "Cash counted", False)],
+            ),
+            closed,
         )
 
     def _shift_opened(self, info: shifts.ShiftInfo) -> None:
-        self.shift_open = True
+        self.shift = info
+        self.redraw()
         money = format_money(info.float_amount, self.site.tariff.currency)
         self.say(f"Shift {info.id} open with a float of {money}.")
 
     def _report(self, report: shifts.Report) -> None:
-        self.shift_open = False
+        self.shift = None
+        self.redraw()
         path = self.site.settings.paths.data_dir / "reports" / f"{report.title.split()[1]}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(report.csv())

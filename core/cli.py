@@ -354,10 +354,87 @@ def cmd_staff_list(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_staff_disable(args: argparse.Namespace, out: TextIO) -> int:
+    from core.services.shifts import open_shift_of
     from core.services.staff import disable_staff
 
-    staff = disable_staff(_open(args), args.name, reason=args.reason or "")
+    site = _open(args)
+    staff = disable_staff(site, args.name, reason=args.reason or "")
     out.write(f"{staff.name} can no longer sign in.\n")
+    # Disabling leaves the shift open: its cash is still to be counted, by a
+    # supervisor (docs/attendant.md, "Shifts and reports").
+    shift = open_shift_of(site, staff)
+    if shift is not None:
+        out.write(
+            f"Shift {shift.id} of {staff.name} (open since "
+            f"{site.describe_time(shift.opened_at)}) is still open: a supervisor closes it "
+            f"with `lotkeeper shift close {shift.id} --counted AMOUNT --supervisor NAME`.\n"
+        )
+    return 0
+
+
+def _supervisor(site: Any, name: str) -> Any:
+    """The supervisor `name`, signed in with their PIN (asked as for
+    `staff add`): the same check, throttle and audit as at the console."""
+    from core.services.staff import staff_sign_in
+
+    who = staff_sign_in(site, name, _ask_pin(f"{name}'s PIN: "))
+    if not who.supervisor:
+        raise ConfigError(f"{who.name} is not a supervisor; nothing was changed")
+    return who
+
+
+def _money_arg(text: str, what: str) -> int:
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        amount = Decimal(text.strip().lstrip("$"))
+    except InvalidOperation:
+        amount = Decimal(-1)
+    if not text.strip().lstrip("$").isascii() or amount < 0 or amount != round(amount, 2):
+        raise ConfigError(f"{what} takes an amount of money such as 99.50, not {text!r}")
+    return int(amount * 100)
+
+
+def cmd_shift_list(args: argparse.Namespace, out: TextIO) -> int:
+    from core.services.shifts import list_shifts
+    from core.tariff import format_money
+
+    site = _open(args)
+    found = list_shifts(site, open_only=args.open, limit=args.limit)
+    if not found:
+        out.write("No open shifts.\n" if args.open else "No shifts yet.\n")
+    money = site.tariff.currency
+    for shift in found:
+        opened = f"opened {site.describe_time(shift.opened_at)}"
+        if shift.closed_at is None:
+            state = "OPEN"
+        else:
+            counted = format_money(shift.counted_amount or 0, money)
+            state = f"closed {site.describe_time(shift.closed_at)}, counted {counted}"
+        out.write(
+            f"{shift.id:>6}  {shift.staff_name:<20} {opened}, float "
+            f"{format_money(shift.float_amount, money)}, {state}\n"
+        )
+    return 0
+
+
+def _write_report(report: Any, out: TextIO, as_csv: bool) -> None:
+    if as_csv:
+        out.write(report.csv())
+        return
+    width = max(len(label) for label, _ in report.lines())
+    for label, value in report.lines():
+        out.write(f"{label:<{width}}  {value}\n")
+
+
+def cmd_shift_close(args: argparse.Namespace, out: TextIO) -> int:
+    from core.services.shifts import close_shift_by_id
+
+    counted = _money_arg(args.counted, "--counted")
+    site = _open(args)
+    who = _supervisor(site, args.supervisor)
+    report = close_shift_by_id(site, who, args.shift_id, counted)
+    _write_report(report, out, args.csv)
     return 0
 
 
@@ -371,12 +448,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     except ValueError:
         raise ConfigError(f"--day takes a date as YYYY-MM-DD, not {args.day!r}") from None
     report = day_report(_open(args), day)
-    if args.csv:
-        out.write(report.csv())
-    else:
-        width = max(len(label) for label, _ in report.lines())
-        for label, value in report.lines():
-            out.write(f"{label:<{width}}  {value}\n")
+    _write_report(report, out, args.csv)
     return 0
 
 
@@ -483,6 +555,25 @@ def build_parser() -> argparse.ArgumentParser:
     staff_disable = add("disable", cmd_staff_disable, "stop a staff member signing in", staff)
     staff_disable.add_argument("name")
     staff_disable.add_argument("--reason")
+
+    shift = commands.add_parser("shift", help="booth shifts").add_subparsers(
+        dest="shift", required=True
+    )
+    shift_list = add("list", cmd_shift_list, "list shifts, newest first", shift)
+    shift_list.add_argument("--open", action="store_true", help="only the open ones")
+    shift_list.add_argument("--limit", type=int, default=50)
+    shift_close = add(
+        "close",
+        cmd_shift_close,
+        "a supervisor closes a shift (whoever opened it) with the cash counted; prints its report",
+        shift,
+    )
+    shift_close.add_argument("shift_id", type=int, help="the shift's number (shift list)")
+    shift_close.add_argument("--counted", required=True, help="cash counted in the drawer, 99.50")
+    shift_close.add_argument(
+        "--supervisor", required=True, help="your name; your PIN is asked (or read from stdin)"
+    )
+    shift_close.add_argument("--csv", action="store_true", help="the report as CSV")
 
     report = add("report", cmd_report, "a day's figures: entries, exits, revenue, overrides")
     report.add_argument("--day", required=True, help="site-local date, YYYY-MM-DD")

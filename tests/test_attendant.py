@@ -520,3 +520,38 @@ def test_an_overstaying_car_is_an_alert_while_it_stays(
         assert cell(app, ticket.spot_label) is SpotStatus.OVERSTAY
 
     run_console(site, scenario)
+
+
+def test_a_shift_opened_before_a_restart_or_a_lock_closes_at_the_next_sign_in(
+    site: Site, ana: Any
+) -> None:
+    from attendant.booth import ReportScreen
+
+    async def open_then_lock(app: AttendantApp, pilot: Any) -> None:
+        await log_in(app, pilot, "Ana", "1357")
+        await press(app, pilot, "s")
+        await fill(app, pilot, "100")
+        assert message(app) == "Shift 1 open with a float of $100.00."
+        await press(app, pilot, "enter")
+        await press(app, pilot, "ctrl+l")
+        await log_in(app, pilot, "Ana", "1357")
+        assert "shift 1 since" in str(app.screen.query_one("#who", Label).render())
+
+    async def after_restart(app: AttendantApp, pilot: Any) -> None:
+        await log_in(app, pilot, "Ana", "1357")
+        await press(app, pilot, "s")
+        assert isinstance(app.screen, FormScreen)
+        assert app.screen.title_text.startswith("Close shift 1 (open since")
+        await fill(app, pilot, "100")
+        assert isinstance(app.screen, ReportScreen)
+        assert "Shift 1 (Ana)" in app.screen.text
+
+    run_console(site, open_then_lock)
+    run_console(site, after_restart)
+    assert lk_open_shifts(site) == []
+
+
+def lk_open_shifts(site: Site) -> list[int]:
+    from core.services.shifts import list_shifts
+
+    return [s.id for s in list_shifts(site, open_only=True)]

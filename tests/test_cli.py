@@ -235,3 +235,34 @@ def test_worker_once_runs_every_job_and_status_shows_them(data_dir: Path) -> Non
     }
     assert all(": ok" in line and "taken by" not in line for line in jobs.values())
     logging.getLogger().handlers.clear()  # basicConfig's handler holds a closed stream
+
+
+def test_a_supervisor_closes_a_disabled_attendants_open_shift_from_the_command_line(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.services.shifts import open_shift
+    from core.services.staff import add_staff
+
+    site = open_site(load_settings())
+    try:
+        bob = add_staff(site, "Bob", "attendant", "1357")
+        add_staff(site, "Sue", "supervisor", "2468")
+        open_shift(site, bob, 10_000)
+    finally:
+        site.close()
+    code, out = run("shift", "list", "--open")
+    assert code == 0 and "Bob" in out and "OPEN" in out and out.split()[0] == "1"
+    code, out = run("staff", "disable", "Bob", "--reason", "left")
+    assert code == 0 and "Shift 1 of Bob" in out and "lotkeeper shift close 1" in out
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("1357\n"))
+    assert run("shift", "close", "1", "--counted", "100", "--supervisor", "Bob")[0] == 1
+    monkeypatch.setattr(sys, "stdin", io.StringIO("2468\n"))
+    code, out = run("shift", "close", "1", "--counted", "99.50", "--supervisor", "Sue")
+    assert code == 0, out
+    assert "Shift 1 (Bob)" in out and "-$0.50" in out and "Audit head" in out
+    monkeypatch.setattr(sys, "stdin", io.StringIO("2468\n"))
+    assert run("shift", "close", "1", "--counted", "100", "--supervisor", "Sue")[0] == 1
+    assert run("shift", "list", "--open") == (0, "No open shifts.\n")
+    assert "closed" in run("shift", "list")[1]
+    assert run("audit", "verify")[0] == 0

@@ -77,3 +77,33 @@ def test_the_day_report_from_the_command_line(
     assert main(["report", "--day", day, "--csv"], out=out) == 0
     assert f"Revenue (card),${card / 100:.2f}" in out.getvalue()
     assert main(["report", "--day", "22/11/2026"], out=io.StringIO()) == 1
+
+
+def test_a_shift_is_found_open_and_a_supervisor_closes_anyones_once(
+    site: Site, clock: FixedClock
+) -> None:
+    from core.services.audit import audit_entries
+    from core.services.overrides import NotAllowed
+    from core.services.shifts import close_shift_by_id, list_shifts, open_shift_of
+
+    bob = add_staff(site, "Bob", "attendant", "1357")
+    ana = add_staff(site, "Ana", "attendant", "1111")
+    sue = add_staff(site, "Sue", "supervisor", "2468")
+    assert open_shift_of(site, bob) is None
+    opened = open_shift(site, bob, 5_000)
+    clock.advance(hours=8)
+    found = open_shift_of(site, bob)
+    assert found is not None and (found.id, found.float_amount) == (opened.id, 5_000)
+    assert [s.id for s in list_shifts(site, open_only=True)] == [opened.id]
+
+    with pytest.raises(NotAllowed):
+        close_shift_by_id(site, ana, opened.id, 5_000)
+    report = close_shift_by_id(site, sue, opened.id, 5_200)
+    assert report.title == f"Shift {opened.id} (Bob)" and report.cash_over_short == 200
+    with pytest.raises(NotFound, match="not open"):
+        close_shift_by_id(site, sue, opened.id, 5_200)
+    with pytest.raises(NotFound, match="not open"):
+        close_shift_by_id(site, sue, 999, 0)
+    assert open_shift_of(site, bob) is None and list_shifts(site, open_only=True) == []
+    closed = next(e for e in audit_entries(site) if e.action == "shift_closed")
+    assert (closed.staff_name, closed.reason) == ("Sue", "closed for Bob")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 
 from sqlalchemy import bindparam, func, select, update
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from core.domain import EventKind
 from core.errors import InvalidInput, NotFound
 from core.services.audit import AuditHeadInfo, read_audit_head, record_audit
+from core.services.overrides import NotAllowed
 from core.services.staff import Staff
 from core.site import Site
 from core.storage.database import rows_touched
@@ -190,6 +192,7 @@ class ShiftInfo:
     float_amount: int
     closed_at: datetime | None = None
     counted_amount: int | None = None
+    staff_id: int | None = None
 
 
 def _money(amount: int, what: str) -> int:
@@ -252,43 +255,102 @@ def open_shift(site: Site, staff: Staff, float_amount: int) -> ShiftInfo:
     return site.db.write(work)
 
 
-def close_shift(site: Site, staff: Staff, counted_amount: int) -> Report:
-    """Close `staff`'s open shift with the cash counted in the drawer; its
-    report, with cash over or short. Closed once: a second close (another
-    console, a double tap) gets `NotFound`."""
+def _info(row: Shift) -> ShiftInfo:
+    return ShiftInfo(
+        row.id,
+        row.staff_name,
+        row.opened_at,
+        row.float_amount,
+        row.closed_at,
+        row.counted_amount,
+        row.staff_id,
+    )
+
+
+def open_shift_of(site: Site, staff: Staff) -> ShiftInfo | None:
+    """`staff`'s open shift, wherever and whenever it was opened (another
+    console, before a restart or a lock), or None."""
+
+    def work(session: Session) -> ShiftInfo | None:
+        shift_id = _open_shift_id(session, site, staff)
+        return None if shift_id is None else _info(session.get_one(Shift, shift_id))
+
+    return site.db.read(work)
+
+
+def list_shifts(site: Site, *, open_only: bool = False, limit: int = 50) -> list[ShiftInfo]:
+    """The newest shifts first (only the open ones with `open_only`)."""
+    query = select(Shift).where(Shift.site_id == site.id)
+    if open_only:
+        query = query.where(Shift.closed_at.is_(None))
+    query = query.order_by(Shift.id.desc()).limit(limit)
+    return site.db.read(lambda s: [_info(row) for row in s.scalars(query)])
+
+
+def _close(
+    site: Site,
+    by: Staff,
+    find: Callable[[Session], int | None],
+    counted_amount: int,
+    nothing_open: str,
+) -> Report:
+    """Close the shift `find` names, as `by`: one conditional write decides
+    (`closed_at IS NULL`), so a second close anywhere gets `NotFound`."""
     _money(counted_amount, "counted cash")
 
     def work(session: Session) -> ShiftInfo:
-        shift_id = _open_shift_id(session, site, staff)
+        shift_id = find(session)
         now = site.clock.now()
         closed = session.execute(
             _CLOSE_SHIFT, {"shift": shift_id or 0, "now": now, "counted": counted_amount}
         )
         if shift_id is None or rows_touched(closed) != 1:
-            raise NotFound(f"{staff.name} has no shift open.")
+            raise NotFound(nothing_open)
         row = session.get_one(Shift, shift_id, populate_existing=True)
         record_audit(
             session,
             site,
-            staff.actor,
+            by.actor,
             "shift_closed",
             target=f"shift {row.id}",
-            data={"counted": counted_amount},
+            reason="" if row.staff_id == by.id else f"closed for {row.staff_name}",
+            data={"counted": counted_amount, "staff": row.staff_name},
             at=now,
         )
-        return ShiftInfo(
-            row.id, row.staff_name, row.opened_at, row.float_amount, now, counted_amount
-        )
+        return _info(row)
 
     shift = site.db.write(work)
     assert shift.closed_at is not None
     report = build_report(
         site, f"Shift {shift.id} ({shift.staff_name})", shift.opened_at, shift.closed_at
     )
-    return Report(
-        **{
-            **report.__dict__,
-            "float_amount": shift.float_amount,
-            "counted_cash": shift.counted_amount,
-        }
+    return replace(report, float_amount=shift.float_amount, counted_cash=shift.counted_amount)
+
+
+def close_shift(site: Site, staff: Staff, counted_amount: int) -> Report:
+    """Close `staff`'s open shift with the cash counted in the drawer; its
+    report, with cash over or short. Closed once: a second close (another
+    console, a double tap) gets `NotFound`."""
+    return _close(
+        site,
+        staff,
+        lambda session: _open_shift_id(session, site, staff),
+        counted_amount,
+        f"{staff.name} has no shift open.",
     )
+
+
+def close_shift_by_id(site: Site, supervisor: Staff, shift_id: int, counted_amount: int) -> Report:
+    """A supervisor closes shift `shift_id`, whoever opened it (an attendant
+    who left, or was disabled, with the shift open), with the cash counted;
+    its report. Raises `NotAllowed` for anyone but a supervisor, `NotFound`
+    when the shift is not open (closed meanwhile, or no such shift)."""
+    if not supervisor.supervisor:
+        raise NotAllowed("Only a supervisor may close another's shift; ask one to sign in.")
+
+    def find(session: Session) -> int | None:
+        return session.scalar(
+            select(Shift.id).where(Shift.site_id == site.id, Shift.id == shift_id)
+        )
+
+    return _close(site, supervisor, find, counted_amount, f"Shift {shift_id} is not open.")
