@@ -48,6 +48,7 @@ from api.schemas import (
     ReservationOut,
     ReserveRequest,
     SessionToken,
+    SpotNeed,
     Spots,
     StayOut,
     TicketIn,
@@ -397,11 +398,20 @@ def create_app(
         car_size: Annotated[
             CarSize | None, Query(description="Only the free spots this size of car fits.")
         ] = None,
+        need: Annotated[
+            SpotNeed | None, Query(description="Only the free spots with this feature.")
+        ] = None,
     ) -> Spots:
         """Live availability: counts per size, and the free spots."""
         fits = Size.parse(car_size) if car_size else Size.SMALL
         lot = live.current()
-        free = [s for s in lot.spots if s.status is SpotStatus.FREE and s.size >= fits]
+        free = [
+            s
+            for s in lot.spots
+            if s.status is SpotStatus.FREE
+            and s.size >= fits
+            and (need is None or (s.accessible if need == "accessible" else s.ev))
+        ]
         return Spots.of(summarize(lot.spots, lot.at), free)
 
     # -- reservations --------------------------------------------------------------
@@ -424,7 +434,15 @@ def create_app(
             lambda: (
                 201,
                 ReservationOut.of(
-                    lk.hold(site, me, wanted.car_size, wanted.start, wanted.end, wanted.plate)
+                    lk.hold(
+                        site,
+                        me,
+                        wanted.car_size,
+                        wanted.start,
+                        wanted.end,
+                        wanted.plate,
+                        need=wanted.need,
+                    )
                 ),
             ),
         )

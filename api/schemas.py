@@ -13,6 +13,7 @@ from core.services.reservations import Reservation
 from core.services.stays import StayStatus
 
 CarSize = Literal["small", "medium", "large"]
+SpotNeed = Literal["accessible", "ev"]
 
 
 class Strict(BaseModel):
@@ -63,6 +64,12 @@ class SizeCounts(BaseModel):
     total: int
     free: int
     free_fitting: int = Field(description="Free spots a car of this size may use (it or larger).")
+    free_fitting_accessible: int = Field(
+        default=0, description="Of those, accessible spots (what `need: accessible` can get)."
+    )
+    free_fitting_ev: int = Field(
+        default=0, description="Of those, EV charging spots (what `need: ev` can get)."
+    )
     occupied: int
     held: int
     reserved: int
@@ -73,6 +80,8 @@ class FreeSpot(BaseModel):
     label: str
     level: str
     size: CarSize
+    accessible: bool = False
+    ev: bool = False
 
 
 class Spots(BaseModel):
@@ -88,7 +97,13 @@ class Spots(BaseModel):
             at=availability.at,
             sizes=[counts(s) for s in availability.sizes],
             free_spots=[
-                FreeSpot(label=s.label, level=s.level, size=s.size.label)  # type: ignore[arg-type]
+                FreeSpot(
+                    label=s.label,
+                    level=s.level,
+                    size=s.size.label,  # type: ignore[arg-type]
+                    accessible=s.accessible,
+                    ev=s.ev,
+                )
                 for s in spots
             ],
         )
@@ -100,6 +115,8 @@ def counts(s: SizeAvailability) -> SizeCounts:
         total=s.total,
         free=s.free,
         free_fitting=s.free_fitting,
+        free_fitting_accessible=s.free_fitting_accessible,
+        free_fitting_ev=s.free_fitting_ev,
         occupied=s.occupied,
         held=s.held,
         reserved=s.reserved,
@@ -112,6 +129,11 @@ class ReserveRequest(Strict):
     start: AwareDatetime = Field(description="With its time zone, e.g. 2026-11-23T09:00:00Z.")
     end: AwareDatetime
     plate: str | None = Field(default=None, max_length=16)
+    need: SpotNeed | None = Field(
+        default=None,
+        description="Ask for an accessible or EV charging spot: only such a spot is held. "
+        "Without it, those spots are held only when no ordinary fitting spot is free.",
+    )
 
 
 class ReservationOut(BaseModel):
@@ -128,6 +150,7 @@ class ReservationOut(BaseModel):
     code: str = Field(description="The signed code the entry kiosk scans (its QR).")
     short_code: str = Field(description="What a driver types at the kiosk.")
     plate: str | None
+    need: SpotNeed | None = Field(default=None, description="The spot feature asked for.")
 
     @classmethod
     def of(cls, r: Reservation) -> ReservationOut:
@@ -145,6 +168,7 @@ class ReservationOut(BaseModel):
             code=r.code,
             short_code=r.short_code,
             plate=r.plate,
+            need=r.need.value if r.need else None,
         )
 
 

@@ -1,6 +1,11 @@
 """Best-fit choice of a spot for a window. Pure: no database.
 
-Order: smallest fitting size first; then spots whose neighbouring live claims
+A driver who asks for a feature (accessible, EV) is offered only spots that
+have it. A driver who does not is offered ordinary spots first and flagged
+ones only after every ordinary fitting spot (of any fitting size): those spots
+are kept for the drivers who need them while anything else is free.
+
+Order within that: smallest fitting size first; then spots whose neighbouring live claims
 leave the least unused time around the window (filling holes before opening
 untouched spots); remaining ties in random order, so that kiosks allocating at
 the same moment rarely race for the same spot.
@@ -21,6 +26,26 @@ class SpotRow:
     label: str
     level: str
     size: int
+    accessible: bool = False
+    ev: bool = False
+
+    @property
+    def flagged(self) -> bool:
+        """Kept for drivers who ask for its feature."""
+        return self.accessible or self.ev
+
+    def has(self, need: str | None) -> bool:
+        """Whether the spot suits a driver with `need` (None: any spot)."""
+        if need is None:
+            return True
+        if need == "accessible":
+            return self.accessible
+        return need == "ev" and self.ev
+
+
+def suits(spot: SpotRow, car_size: int, need: str | None) -> bool:
+    """The spot fits the car and has what the driver asked for."""
+    return spot.size >= car_size and spot.has(need)
 
 
 @dataclass(frozen=True)
@@ -55,24 +80,30 @@ def rank_spots(
     end: datetime,
     rng: random.Random,
     best: int | None = None,
+    need: str | None = None,
 ) -> list[SpotRow]:
-    """The spots free for [start, end) that fit `car_size`, best first; only
-    the `best` first ones when given (what a caller will actually try)."""
-    # Spots grouped by how good they are: (size, 0 if it has neighbouring
-    # claims else 1, gap). Most spots have no claim at all, so they cost a
-    # dict lookup each; only spots with claims get their gap worked out.
-    groups: dict[tuple[int, int, float], list[SpotRow]] = defaultdict(list)
+    """The spots free for [start, end) that fit `car_size` (and have `need`,
+    when given), best first; only the `best` first ones when given (what a
+    caller will actually try). Without `need`, accessible and EV spots come
+    after every ordinary one."""
+    # Spots grouped by how good they are: (flagged and not asked for, size,
+    # 0 if it has neighbouring claims else 1, gap). Most spots have no claim
+    # at all, so they cost a dict lookup each; only spots with claims get
+    # their gap worked out.
+    groups: dict[tuple[int, int, int, float], list[SpotRow]] = defaultdict(list)
     for spot in spots:
-        if spot.size < car_size:
+        if not suits(spot, car_size, need):
             continue
+        last = 1 if need is None and spot.flagged else 0
         spot_claims = claims.get(spot.id)
         if not spot_claims:
-            groups[(spot.size, 1, 0.0)].append(spot)
+            groups[(last, spot.size, 1, 0.0)].append(spot)
             continue
         if any(c.overlaps(start, end) for c in spot_claims):
             continue
         gap = gap_seconds(spot_claims, start, end)
-        groups[(spot.size, 0, gap) if gap is not None else (spot.size, 1, 0.0)].append(spot)
+        key = (last, spot.size, 0, gap) if gap is not None else (last, spot.size, 1, 0.0)
+        groups[key].append(spot)
     # Equally good spots in random order; with `best`, only as many as needed.
     chosen: list[SpotRow] = []
     for key in sorted(groups):

@@ -45,6 +45,32 @@ class Size(enum.IntEnum):
         return spot_size >= self
 
 
+class Need(enum.StrEnum):
+    """A spot feature a driver may ask for. Flagged spots go to drivers who
+    ask for them; others get one only when no ordinary fitting spot is free."""
+
+    ACCESSIBLE = "accessible"
+    EV = "ev"
+
+    @property
+    def label(self) -> str:
+        return "EV charging" if self is Need.EV else "accessible"
+
+    @classmethod
+    def parse(cls, value: Need | str | None) -> Need | None:
+        """None (or an empty string) for a driver who asks for nothing."""
+        if value is None or isinstance(value, Need):
+            return value
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                return cls(value.strip().lower())
+            except ValueError:
+                pass
+        raise InvalidInput(f"Unknown spot need {value!r}: choose accessible or ev, or none.")
+
+
 class ClaimKind(enum.StrEnum):
     HOLD = "hold"
     RESERVATION = "reservation"
@@ -132,7 +158,9 @@ class ExitResult:
 class SizeAvailability:
     """Counts for the spots of one size. free + occupied + held + reserved +
     out_of_service == total. `free_fitting` counts free spots this size of car
-    may use (its own size and larger)."""
+    may use (its own size and larger); `free_fitting_accessible` and
+    `free_fitting_ev` those of them with that feature (what a driver who asks
+    for one can get)."""
 
     size: Size
     total: int
@@ -142,6 +170,16 @@ class SizeAvailability:
     reserved: int
     out_of_service: int
     free_fitting: int
+    free_fitting_accessible: int = 0
+    free_fitting_ev: int = 0
+
+    def can_enter_with(self, need: str | None) -> bool:
+        """Whether a driver with `need` (None: any spot) can get a spot now."""
+        if need == "accessible":
+            return self.free_fitting_accessible > 0
+        if need == "ev":
+            return self.free_fitting_ev > 0
+        return self.free_fitting > 0
 
     @property
     def can_enter(self) -> bool:

@@ -38,14 +38,25 @@ class InvalidInput(LotkeeperError):
 
 
 class LotFull(LotkeeperError):
-    """No spot of a fitting size is free for the whole walk-in window."""
+    """No spot of a fitting size (with the feature the driver asked for,
+    if any) is free for the whole walk-in window."""
 
     code = "lot_full"
 
-    def __init__(self, size: str) -> None:
+    def __init__(self, size: str, need: str | None = None) -> None:
         # Cars fit larger spots too, so "full" for a size means no fitting spot at all.
-        super().__init__("Sorry, the garage is full for a {size} car right now.", size=size)
+        if need == "accessible":
+            super().__init__(
+                "Sorry, no accessible spot is free for a {size} car right now.", size=size
+            )
+        elif need == "ev":
+            super().__init__(
+                "Sorry, no EV charging spot is free for a {size} car right now.", size=size
+            )
+        else:
+            super().__init__("Sorry, the garage is full for a {size} car right now.", size=size)
         self.size = size
+        self.need = str(need) if need is not None else None
 
 
 class LayoutError(LotkeeperError):

@@ -45,3 +45,27 @@ def test_ties_are_spread_between_kiosks() -> None:
     spots = [spot(i, 1) for i in range(20)]
     firsts = {rank_spots(spots, {}, 1, NOW, END, random.Random(seed))[0].id for seed in range(10)}
     assert len(firsts) > 5
+
+
+def test_flagged_spots_rank_after_every_ordinary_fitting_spot() -> None:
+    spots = [
+        SpotRow(1, "A", "L1", 1, accessible=True),
+        SpotRow(2, "E", "L1", 1, ev=True),
+        SpotRow(3, "M", "L1", 2),
+        SpotRow(4, "L", "L1", 3),
+    ]
+    ranked = rank_spots(spots, {}, 1, NOW, END, random.Random(1))
+    assert [s.id for s in ranked][:2] == [3, 4]
+    assert {s.id for s in ranked[2:]} == {1, 2}
+
+
+def test_a_need_ranks_only_spots_with_that_feature() -> None:
+    spots = [
+        SpotRow(1, "A", "L1", 3, accessible=True),
+        SpotRow(2, "A2", "L1", 1, accessible=True),
+        SpotRow(3, "E", "L1", 1, ev=True),
+        SpotRow(4, "M", "L1", 1),
+    ]
+    ranked = rank_spots(spots, {}, 1, NOW, END, random.Random(1), need="accessible")
+    assert [s.id for s in ranked] == [2, 1]
+    assert [s.id for s in rank_spots(spots, {}, 1, NOW, END, random.Random(1), need="ev")] == [3]

@@ -120,7 +120,7 @@ def test_spots_shows_counts_per_size_and_the_free_spots_that_fit(
     assert len(every["free_spots"]) == 5
     large_only = client.get("/spots", params={"car_size": "large"}).json()
     assert [s["size"] for s in large_only["free_spots"]] == ["large"]
-    assert {"label", "level", "size"} == set(large_only["free_spots"][0])
+    assert {"label", "level", "size", "accessible", "ev"} == set(large_only["free_spots"][0])
 
 
 def test_reserve_pay_check_in_and_see_it_in_the_history(

@@ -5,7 +5,7 @@ returns a frozen dataclass or raises a `core.errors.LotkeeperError` whose
 message is fit for a driver or an attendant.
 """
 
-from core.domain import Payment
+from core.domain import Need, Payment
 from core.errors import LotFull
 from core.services.accounts import (
     add_vehicle,
@@ -86,6 +86,7 @@ __all__ = [
     "KeyInfo",
     "LotFull",
     "LotSnapshot",
+    "Need",
     "Payment",
     "Preferences",
     "Reservation",

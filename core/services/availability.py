@@ -123,8 +123,13 @@ def snapshot(site: Site) -> LotSnapshot:
 
 def summarize(states: list[SpotState] | tuple[SpotState, ...], at: datetime) -> Availability:
     counts: dict[Size, dict[SpotStatus, int]] = {size: defaultdict(int) for size in Size}
+    free_accessible: dict[Size, int] = defaultdict(int)
+    free_ev: dict[Size, int] = defaultdict(int)
     for state in states:
         counts[state.size][state.status] += 1
+        if state.status is SpotStatus.FREE:
+            free_accessible[state.size] += state.accessible
+            free_ev[state.size] += state.ev
     sizes = []
     for size in Size:
         count = counts[size]
@@ -139,6 +144,8 @@ def summarize(states: list[SpotState] | tuple[SpotState, ...], at: datetime) -> 
                 reserved=count[SpotStatus.RESERVED],
                 out_of_service=count[SpotStatus.OUT_OF_SERVICE],
                 free_fitting=fitting,
+                free_fitting_accessible=sum(free_accessible[s] for s in Size if s >= size),
+                free_fitting_ev=sum(free_ev[s] for s in Size if s >= size),
             )
         )
     return Availability(at, tuple(sizes))

@@ -33,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from core.allocation import Interval, SpotRow, rank_spots
+from core.allocation import Interval, SpotRow, rank_spots, suits
 from core.domain import ClaimKind, Size
 from core.site import Site
 from core.storage.batch import Outcome, Step, rows_before, send
@@ -91,6 +91,12 @@ _LOCK_SPOT = (
     )
     .values(version=S.version + 1)
 )
+# A driver who asked for a feature gets a spot that still has it when locked
+# (a layout change may have taken it away since the spot list was read).
+_LOCK_SPOT_WITH = {
+    "accessible": _LOCK_SPOT.where(S.accessible.is_(True)),
+    "ev": _LOCK_SPOT.where(S.ev.is_(True)),
+}
 # The verify half of lock-then-verify and the insert, in one statement: a
 # claim row if the lock statement just before it touched the spot row and no
 # live claim on the spot overlaps the window. A new statement, so on MariaDB
@@ -110,7 +116,7 @@ _INSERT_IF_CLEAR = insert(claims_table).from_select(
         bindparam("now", type_=C.created_at.type),
     ).where(rows_before() == 1, ~exists(_CLASH)),
 )
-_IN_SERVICE = select(S.id, S.label, S.level, S.size).where(
+_IN_SERVICE = select(S.id, S.label, S.level, S.size, S.accessible, S.ev).where(
     S.site_id == bindparam("site"), S.removed.is_(False), S.out_of_service.is_(False)
 )
 
@@ -177,8 +183,10 @@ def _try_spot(
     now: datetime,
     expires_at: datetime | None,
     then: Sequence[Step],
+    need: str | None = None,
 ) -> tuple[bool, Claimed | None]:
-    """Lock the spot (in service, at least `min_size`), insert the claim if
+    """Lock the spot (in service, at least `min_size`, with `need` when
+    given), insert the claim if
     no live claim overlaps the window, then run `then` (steps guarded by
     `rows_before() = 1`, so they act only if the claim went in): all in one
     round trip. Returns (the spot was locked, the claim if taken)."""
@@ -192,7 +200,8 @@ def _try_spot(
         "now": now,
         "expires": expires_at,
     }
-    outcomes = send(session, [(_LOCK_SPOT, lock), (_INSERT_IF_CLEAR, claim), *then])
+    lock_spot = _LOCK_SPOT if need is None else _LOCK_SPOT_WITH[need]
+    outcomes = send(session, [(lock_spot, lock), (_INSERT_IF_CLEAR, claim), *then])
     locked, inserted = outcomes[0].rows == 1, outcomes[1].new_id
     if inserted is None:
         return locked, None
@@ -232,26 +241,30 @@ def claim_best_spot(
     now: datetime,
     expires_at: datetime | None = None,
     then: Callable[[SpotRow], Sequence[Step]] | None = None,
+    need: str | None = None,
 ) -> tuple[SpotRow, Claimed] | None:
     """Claim the best-fitting free spot for [start, end): returns the spot and
-    the claim, or None when no fitting spot is free for the window. Raises
+    the claim, or None when no fitting spot is free for the window. With
+    `need` ("accessible", "ev") only a spot with that feature; without, a
+    flagged spot only when no ordinary fitting spot is free. Raises
     `Conflict` (the unit of work reruns) if every candidate tried was taken by
     another process in the meantime. `then(spot)` gives the steps to send
     with each try (see `take_spot`)."""
     for refresh in (False, True):
         spots = site.in_service_spots(session, refresh=refresh)
         busy, near = busy_spots(session, site.id, start, end, now)
-        free = [s for s in spots if s.size >= car and s.id not in busy]
+        free = [s for s in spots if suits(s, car, need) and s.id not in busy]
         if free:
             break
         # Before saying "full", make sure our spot list is not stale.
     else:
         return None
     neighbours = neighbour_claims(session, site.id, (s.id for s in free if s.id in near), now)
-    for spot in rank_spots(free, neighbours, car, start, end, site.rng, best=TRIES_PER_PASS):
+    ranked = rank_spots(free, neighbours, car, start, end, site.rng, TRIES_PER_PASS, need)
+    for spot in ranked:
         steps = then(spot) if then is not None else ()
         locked, claimed = _try_spot(
-            session, site.id, spot.id, car, kind, start, end, now, expires_at, steps
+            session, site.id, spot.id, car, kind, start, end, now, expires_at, steps, need
         )
         if claimed is not None:
             return spot, claimed

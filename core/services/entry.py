@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.allocation import SpotRow
-from core.domain import ClaimKind, EventKind, ExitResult, Size, Ticket, normalize_plate
+from core.domain import ClaimKind, EventKind, ExitResult, Need, Size, Ticket, normalize_plate
 from core.errors import (
     LotFull,
     PaymentRequired,
@@ -103,12 +103,22 @@ def source_name(kiosk: str) -> str:
     return kiosk.strip()[:64]
 
 
-def enter(site: Site, size: Size | str, plate: str | None = None, kiosk: str = "") -> Ticket:
+def enter(
+    site: Site,
+    size: Size | str,
+    plate: str | None = None,
+    kiosk: str = "",
+    need: str | None = None,
+) -> Ticket:
     """Admit a walk-in: claim the best-fitting spot for [now, now + max stay)
-    and issue a signed ticket. Raises `LotFull` (recorded as an event) when no
-    fitting spot is free for the whole window, `InvalidInput` for a bad size
-    or plate."""
+    and issue a signed ticket. `need` ("accessible" or "ev") asks for a spot
+    with that feature, and only such a spot is given; without it, accessible
+    and EV spots are given only when no ordinary fitting spot is free.
+    Raises `LotFull` (recorded as an event; its `need` says what was asked)
+    when no suitable spot is free for the whole window, `InvalidInput` for a
+    bad size, need or plate."""
     car = Size.parse(size)
+    wants = Need.parse(need)
     plate = normalize_plate(plate)
     source = source_name(kiosk)
 
@@ -120,17 +130,21 @@ def enter(site: Site, size: Size | str, plate: str | None = None, kiosk: str = "
         def stay(spot: SpotRow) -> list[Step]:
             return stay_steps(site, keyring, spot, car, plate, now, until, source)
 
-        taken = claim_best_spot(session, site, car, ClaimKind.STAY, now, until, now, then=stay)
+        taken = claim_best_spot(
+            session, site, car, ClaimKind.STAY, now, until, now, then=stay, need=wants
+        )
         if taken is None:
-            refusal = LotFull(car.label)
+            refusal = LotFull(car.label, wants)
             record_event(
                 session,
                 site.id,
                 now,
                 EventKind.REFUSED_FULL,
-                f"Entry refused: full for a {car.label} car",
+                f"Entry refused: no {wants.label} spot free for a {car.label} car"
+                if wants
+                else f"Entry refused: full for a {car.label} car",
                 source=source,
-                data={"size": car.label, "plate": plate},
+                data={"size": car.label, "plate": plate} | ({"need": wants.value} if wants else {}),
             )
             return refusal
         spot, claimed = taken

@@ -25,6 +25,7 @@ from core.allocation import SpotRow
 from core.domain import (
     ClaimKind,
     EventKind,
+    Need,
     Page,
     Payment,
     PaymentPurpose,
@@ -105,6 +106,7 @@ class Reservation:
     cancelled_at: datetime | None = None
     checked_in_at: datetime | None = None
     stay_id: int | None = None
+    need: Need | None = None  # the spot feature the driver asked for
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ def reservation_of(site: Site, row: ReservationRow, spot: Spot) -> Reservation:
         cancelled_at=row.cancelled_at,
         checked_in_at=row.checked_in_at,
         stay_id=row.stay_id,
+        need=Need.parse(row.need),
     )
 
 
@@ -200,11 +203,17 @@ def hold(
     end: datetime,
     plate: str | None = None,
     kiosk: str = "",
+    need: str | None = None,
 ) -> Reservation:
     """Claim the best-fitting spot for the window and hold it for
-    `HOLD_MINUTES` while the driver pays. Raises `ReservationError`
-    ("no_spot") when no fitting spot is free for the whole window."""
+    `HOLD_MINUTES` while the driver pays. `need` ("accessible" or "ev") asks
+    for a spot with that feature and gets only such a spot; without it,
+    accessible and EV spots are held only when no ordinary fitting spot is
+    free. Raises `ReservationError` ("no_spot", naming the need) when no
+    suitable spot is free for the whole window, `InvalidInput` for a bad
+    size, need, plate or window."""
     car, start, end = _window(site, size, start, end)
+    wants = Need.parse(need)
     plate = normalize_plate(plate)
     price = site.tariff.quote_reservation(car, start, end).total
     source = source_name(kiosk)
@@ -214,7 +223,9 @@ def hold(
     def work(session: Session) -> tuple[ReservationRow, Spot] | None:
         now = site.clock.now()
         expires = now + timedelta(minutes=HOLD_MINUTES)
-        taken = claim_best_spot(session, site, car, ClaimKind.HOLD, start, end, now, expires)
+        taken = claim_best_spot(
+            session, site, car, ClaimKind.HOLD, start, end, now, expires, need=wants
+        )
         if taken is None:
             return None
         spot, claimed = taken
@@ -233,6 +244,7 @@ def hold(
             currency=site.tariff.currency,
             key_id=site.keyring().active_id,
             created_at=now,
+            need=wants.value if wants else None,
         )
         session.add(row)
         session.flush()
@@ -252,12 +264,30 @@ def hold(
 
     result = site.db.write(work)
     if result is None:
-        raise ReservationError(
+        raise _no_spot_for(car, wants)
+    return reservation_of(site, *result)
+
+
+def _no_spot_for(car: Size, need: Need | None) -> ReservationError:
+    if need is Need.ACCESSIBLE:
+        return ReservationError(
             "no_spot",
-            "Sorry, no spot for a {size} car is free for that whole time. Please try other times.",
+            "Sorry, no accessible spot for a {size} car is free for that whole time. "
+            "Please try other times.",
             size=car.label,
         )
-    return reservation_of(site, *result)
+    if need is Need.EV:
+        return ReservationError(
+            "no_spot",
+            "Sorry, no EV charging spot for a {size} car is free for that whole time. "
+            "Please try other times.",
+            size=car.label,
+        )
+    return ReservationError(
+        "no_spot",
+        "Sorry, no spot for a {size} car is free for that whole time. Please try other times.",
+        size=car.label,
+    )
 
 
 def _payable(site: Site, reservation_id: int) -> ReservationRow:
@@ -373,7 +403,14 @@ def _confirm_on_payment(
         )
         if claimed is None:
             taken = claim_best_spot(
-                session, site, car, ClaimKind.RESERVATION, row.starts_at, row.ends_at, now
+                session,
+                site,
+                car,
+                ClaimKind.RESERVATION,
+                row.starts_at,
+                row.ends_at,
+                now,
+                need=Need.parse(row.need),
             )
             if taken is None:
                 row.state = ReservationState.EXPIRED.value
@@ -701,7 +738,7 @@ def check_in(site: Site, code: str, plate: str | None = None, kiosk: str = "") -
             )
 
         spot = session.get_one(Spot, row.spot_id)
-        chosen = SpotRow(spot.id, spot.label, spot.level, spot.size)
+        chosen = SpotRow(spot.id, spot.label, spot.level, spot.size, spot.accessible, spot.ev)
         claimed = None
         if not occupied:
             claimed = take_spot(
@@ -717,7 +754,15 @@ def check_in(site: Site, code: str, plate: str | None = None, kiosk: str = "") -
             )
         if claimed is None:
             found = claim_best_spot(
-                session, site, car, ClaimKind.STAY, now, row.ends_at, now, then=stay
+                session,
+                site,
+                car,
+                ClaimKind.STAY,
+                now,
+                row.ends_at,
+                now,
+                then=stay,
+                need=Need.parse(row.need),
             )
             if found is None:
                 # Rolled back with the check-in: the reservation stays confirmed.

@@ -268,6 +268,9 @@ class Reservation(Base):
     # The one charge being taken for this reservation now (see Stay): a hold
     # with a payment in flight is never expired under it.
     pending_payment: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    # The spot feature the driver asked for ("accessible", "ev"), if any: a
+    # spot found again for this reservation must have it too.
+    need: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class Payment(Base):
