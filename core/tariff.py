@@ -112,10 +112,16 @@ class StayFacts:
     max_stay_until: datetime
     paid: int = 0  # minor units already paid for this stay
     lost_ticket: bool = False
+    # A reservation's stay: prepaid until its window ends, so time is billed
+    # from here (the window's end) and the overstay fee is due once past
+    # `max_stay_until` (that same end). `entered_at` stays the real entry.
+    billed_from: datetime | None = None
 
     def __post_init__(self) -> None:
         _utc(self.entered_at, "entered_at")
         _utc(self.max_stay_until, "max_stay_until")
+        if self.billed_from is not None:
+            _utc(self.billed_from, "billed_from")
         if self.paid < 0:
             raise ValueError(f"paid must not be negative, got {self.paid}")
 
@@ -139,6 +145,8 @@ class Quote:
     paid: int
     due: int
     lines: tuple[QuoteLine, ...]
+    parking: int = 0  # the parking (or lost-ticket) part of `total`
+    overstay: int = 0  # the overstay fee part of `total` (0 within the max stay)
 
     @property
     def text_lines(self) -> list[str]:
@@ -203,14 +211,21 @@ class Tariff:
     def quote(self, stay: StayFacts, at: datetime, zone: ZoneInfo | None = None) -> Quote:
         """What `stay` costs if the driver pays at `at`: parking (or the lost
         ticket charge), the overstay fee once the max stay is passed, and what
-        was already paid. `zone` only adds the local entry time to the parking
-        line. A moment before entry (kiosk clocks a second apart) costs nothing."""
+        was already paid. A reservation's stay (`billed_from`) pays parking
+        from its window's end and the overstay fee once past it. `zone` only
+        adds the local (real) entry time to the parking line. A moment before
+        entry (kiosk clocks a second apart) costs nothing."""
         entered = stay.entered_at.astimezone(UTC)
+        billed = (stay.billed_from or stay.entered_at).astimezone(UTC)
         now = _utc(at, "at")
-        elapsed = max(now - entered, timedelta(0))
+        elapsed = max(now - billed, timedelta(0))
         parking = self.parking_fee(stay.size, elapsed)
         money = self._money
-        stay_text = f"parking {_duration(elapsed)} ({stay.size.label} car)"
+        if stay.billed_from is not None:
+            stay_text = f"parking {_duration(elapsed)} after the reservation ended"
+        else:
+            stay_text = f"parking {_duration(elapsed)}"
+        stay_text += f" ({stay.size.label} car)"
         if zone is not None:
             stay_text += f", entered {_local(entered, zone)}"
 
@@ -243,14 +258,29 @@ class Tariff:
             )
 
         max_stay_until = stay.max_stay_until.astimezone(UTC)
+        overstay = 0
         if now > max_stay_until:
-            over = _duration(max_stay_until - entered)
-            lines.append(QuoteLine(f"Overstay fee (over {over})", self.overstay_fee))
+            overstay = self.overstay_fee
+            if stay.billed_from is not None:
+                ended = f" at {_local(max_stay_until, zone)}" if zone is not None else ""
+                label = f"Overstay fee (past the reservation's end{ended})"
+                lines.append(QuoteLine(label, overstay))
+            else:
+                over = _duration(max_stay_until - entered)
+                lines.append(QuoteLine(f"Overstay fee (over {over})", overstay))
 
         total = sum(line.amount for line in lines)
         if stay.paid:
             lines.append(QuoteLine("Already paid", -stay.paid))
-        return Quote(self.currency, total, stay.paid, max(total - stay.paid, 0), tuple(lines))
+        return Quote(
+            self.currency,
+            total,
+            stay.paid,
+            max(total - stay.paid, 0),
+            tuple(lines),
+            parking=total - overstay,
+            overstay=overstay,
+        )
 
     def quote_reservation(self, size: Size, start: datetime, end: datetime) -> Quote:
         """The price of reserving a `size` spot from `start` to `end`: per

@@ -128,8 +128,9 @@ def test_staying_past_the_reservation_is_billed_from_its_end(site: Site, clock: 
     ticket = lk.check_in(site, booked.code)
     clock.advance(hours=3)  # one hour past the end
     status = stays.ticket_status(site, ticket.code)
-    assert status.due == 300  # 1 h of small-car parking after the reservation
-    assert not any("Overstay fee" in line.label for line in status.quote.lines)
+    # 1 h of small-car parking after the reservation, and the overstay fee.
+    assert status.due == 300 + site.tariff.overstay_fee
+    assert any("Overstay fee" in line.label for line in status.quote.lines)
 
 
 def test_check_in_window_and_bad_codes_each_get_their_own_answer(

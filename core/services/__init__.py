@@ -66,6 +66,7 @@ from core.services.reservations import (
     reservations_on_spot,
 )
 from core.services.stays import (
+    Receipt,
     StayStatus,
     exit_paid_stay,
     find_stays,
@@ -73,6 +74,7 @@ from core.services.stays import (
     note_overstays,
     pay_lost_ticket,
     pay_ticket,
+    payment_receipt,
     stay_status,
     ticket_status,
 )
@@ -89,6 +91,7 @@ __all__ = [
     "Need",
     "Payment",
     "Preferences",
+    "Receipt",
     "Reservation",
     "ReservationState",
     "StayStatus",
@@ -127,6 +130,7 @@ __all__ = [
     "pay_reservation_with_intent",
     "pay_ticket",
     "payment_history",
+    "payment_receipt",
     "payments_for",
     "poll_payment",
     "quote_reservation",

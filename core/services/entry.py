@@ -302,14 +302,17 @@ def match_stay(
 
 
 def stay_facts(site: Site, stay: StayRow) -> StayFacts:
-    """What the tariff needs of a stay row. A reservation's stay is billed
-    from the reservation's end, and its overstay fee counts the max stay from
-    there too."""
-    if stay.billed_from is not None:
-        start, overstay_after = stay.billed_from, stay.billed_from + site.max_stay
-    else:
-        start, overstay_after = stay.entered_at, stay.max_stay_until
-    return StayFacts(Size(stay.car_size), start, overstay_after, stay.paid_amount, stay.lost_ticket)
+    """What the tariff needs of a stay row. A reservation's stay is prepaid
+    until the reservation's end (its `max_stay_until`): past it, it pays
+    parking from there and the overstay fee; its entry time stays real."""
+    return StayFacts(
+        Size(stay.car_size),
+        stay.entered_at,
+        stay.max_stay_until,
+        stay.paid_amount,
+        stay.lost_ticket,
+        billed_from=stay.billed_from,
+    )
 
 
 def amount_due(site: Site, stay: StayRow, now: datetime) -> int:

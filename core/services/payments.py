@@ -68,7 +68,8 @@ def on_settled(purpose: PaymentPurpose, effect: Effect) -> None:
     _EFFECTS[purpose.value] = effect
 
 
-def _payment(row: PaymentRow, reader_message: str | None = None) -> Payment:
+def payment_of(row: PaymentRow, reader_message: str | None = None) -> Payment:
+    """The view of a ledger row."""
     return Payment(
         id=row.id,
         kind=row.kind,
@@ -115,7 +116,7 @@ def _load(session: Session, site: Site, payment_id: int) -> PaymentRow:
 
 
 def get_payment(site: Site, payment_id: int) -> Payment:
-    return site.db.read(lambda s: _payment(_load(s, site, payment_id)))
+    return site.db.read(lambda s: payment_of(_load(s, site, payment_id)))
 
 
 def start_payment(
@@ -161,7 +162,7 @@ def start_payment(
         paid_seen=paid_seen,
     )
     if row.status != PaymentStatus.PENDING or row.provider_ref is not None:
-        return _payment(row)  # a replay of a call that already got this far
+        return payment_of(row)  # a replay of a call that already got this far
     try:
         state = provider.start(_request(site, row, card))
     except ProviderUnavailable as exc:
@@ -404,7 +405,7 @@ def claim_payment_intent(
     if row.purpose != purpose.value or row.reservation_id != reservation_id:
         raise InvalidInput("That PaymentIntent already paid for something else.")
     if row.status != PaymentStatus.PENDING:
-        return _payment(row)
+        return payment_of(row)
     try:
         state = site.payments.claim_intent(intent_id, _request(site, row))
     except IntentNotSupported as exc:
@@ -431,7 +432,7 @@ def _answered(site: Site, payment_id: int, state: ProviderState) -> Payment:
         _remember_ref(site, payment_id, state.provider_ref)
     if state.status.final:
         return _settle(site, payment_id, state)
-    return _payment(_reload(site, payment_id), state.reader_message)
+    return payment_of(_reload(site, payment_id), state.reader_message)
 
 
 def _reload(site: Site, payment_id: int) -> PaymentRow:
@@ -452,9 +453,9 @@ def poll_payment(site: Site, payment_id: int) -> Payment:
     """Ask the reader how the payment is going; settles it once final."""
     row = _reload(site, payment_id)
     if row.status != PaymentStatus.PENDING or row.kind != "charge":
-        return _payment(row)
+        return payment_of(row)
     if row.provider_ref is None:
-        return _payment(row, "Starting the card reader...")
+        return payment_of(row, "Starting the card reader...")
     try:
         state = site.payments.poll(_request(site, row), row.provider_ref)
     except ProviderUnavailable as exc:
@@ -463,7 +464,7 @@ def poll_payment(site: Site, payment_id: int) -> Payment:
         ) from exc
     if state.status.final:
         return _settle(site, payment_id, state)
-    return _payment(row, state.reader_message)
+    return payment_of(row, state.reader_message)
 
 
 def cancel_payment(site: Site, payment_id: int, code: str = "cancelled") -> Payment:
@@ -472,7 +473,7 @@ def cancel_payment(site: Site, payment_id: int, code: str = "cancelled") -> Paym
     succeeded instead: the driver paid and must get what they paid for."""
     row = _reload(site, payment_id)
     if row.status != PaymentStatus.PENDING:
-        return _payment(row)
+        return payment_of(row)
     if row.provider_ref is None:
         state = ProviderState(PaymentStatus.CANCELLED)
     else:
@@ -531,7 +532,7 @@ def _settle(
     if refunds:
         send_refund(site, refunds[0])
         row = _reload(site, payment_id)
-    return _payment(row)
+    return payment_of(row)
 
 
 def _settle_in(
@@ -812,7 +813,7 @@ def send_refund(site: Site, row: PaymentRow) -> Payment:
     refunds of charges the provider never saw settle at once); a row no
     longer pending is only reported."""
     if row.status != PaymentStatus.PENDING:
-        return _payment(row)
+        return payment_of(row)
     charge = _reload(site, row.refund_of or 0)
     if charge.method == "cash" or charge.provider_ref is None:
         state = ProviderState(PaymentStatus.SUCCEEDED, failure_message=row.failure_message)
@@ -827,7 +828,7 @@ def send_refund(site: Site, row: PaymentRow) -> Payment:
                 "it will be completed by the reconciler."
             ) from exc
         if refund.status is PaymentStatus.PENDING:
-            return _payment(_reload(site, row.id))
+            return payment_of(_reload(site, row.id))
         state = ProviderState(
             refund.status,
             refund.provider_ref,
@@ -881,7 +882,7 @@ def reconcile(site: Site, older_than: timedelta | None = None) -> ReconcileRepor
                 result = _settle(site, row.id, ProviderState(PaymentStatus.SUCCEEDED))
             else:
                 state = site.payments.lookup(_request(site, row), row.provider_ref)
-                result = _settle(site, row.id, state) if state.status.final else _payment(row)
+                result = _settle(site, row.id, state) if state.status.final else payment_of(row)
         except (ProviderUnavailable, PaymentUnavailable) as exc:
             errors.append(f"payment {row.id}: {exc}")
             continue
@@ -911,7 +912,7 @@ def payment_history(
             .offset((page - 1) * per_page)
             .limit(per_page)
         )
-        return Page(tuple(_payment(r) for r in rows), page, per_page, int(total))
+        return Page(tuple(payment_of(r) for r in rows), page, per_page, int(total))
 
     return site.db.read(work)
 
@@ -932,7 +933,7 @@ def payments_for(
             .where(PaymentRow.site_id == site.id, column == wanted)
             .order_by(PaymentRow.id)
         )
-        return [_payment(row) for row in rows]
+        return [payment_of(row) for row in rows]
 
     return site.db.read(work)
 
@@ -986,7 +987,7 @@ def record_cash_payment(
     result = site.db.write(work)
     if isinstance(result, Exception):
         raise result
-    return _payment(result)
+    return payment_of(result)
 
 
 def with_fresh_quote(start: Callable[[], Result], attempts: int = 3) -> Result:

@@ -8,15 +8,17 @@ stay, never from what a screen showed earlier.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.domain import EventKind, ExitResult, Payment, PaymentPurpose, Size, normalize_plate
 from core.errors import InvalidInput, NotFound, NothingToPay, PaymentRequired, TicketError
+from core.payments.provider import PaymentStatus
 from core.services.entry import (
+    _STAY_FOR_EXIT,
     StayRow,
     amount_due,
     end_stay,
@@ -27,11 +29,18 @@ from core.services.entry import (
     stay_facts,
 )
 from core.services.events import record_event
-from core.services.payments import record_cash_payment, start_payment, with_fresh_quote
+from core.services.payments import (
+    payment_of,
+    record_cash_payment,
+    start_payment,
+    with_fresh_quote,
+)
 from core.site import Site
 from core.storage.database import rows_touched
+from core.storage.models import Payment as PaymentRow
+from core.storage.models import Reservation as ReservationRow
 from core.storage.models import spots_table, stays_table
-from core.tariff import Quote, StayFacts, format_money
+from core.tariff import Quote, QuoteLine, format_money
 
 S = spots_table.c
 T = stays_table.c
@@ -52,6 +61,9 @@ class StayStatus:
     paid_until: datetime | None  # may leave without paying more until then
     due: int  # what must be paid to leave now
     lost_ticket: bool = False
+    # A reservation's stay: its window's end, from when time past it is
+    # billed (`quote.parking`, plus `quote.overstay`). None for a walk-in.
+    billed_from: datetime | None = None
 
     @property
     def can_exit(self) -> bool:
@@ -72,6 +84,7 @@ def _status(site: Site, stay: StayRow, now: datetime) -> StayStatus:
         paid_until=stay.paid_until,
         due=amount_due(site, stay, now),
         lost_ticket=stay.lost_ticket,
+        billed_from=stay.billed_from,
     )
 
 
@@ -123,6 +136,8 @@ def pay_ticket(site: Site, code: str, card: str | None = None, kiosk: str = "") 
 
     return with_fresh_quote(start)
 
+
+_STAY_BY_ID = _STAY_FOR_EXIT
 
 _OPEN_STAYS = (
     select(
@@ -192,7 +207,7 @@ def _lost_ticket_quote(site: Site, stay_id: int) -> tuple[Quote, int]:
     """The lost-ticket quote and the paid amount it was worked out from."""
     stay = site.db.read(lambda s: _open_stay(s, site, stay_id))
     facts = stay_facts(site, stay)
-    lost = StayFacts(facts.size, facts.entered_at, facts.max_stay_until, facts.paid, True)
+    lost = replace(facts, lost_ticket=True)
     return site.tariff.quote(lost, site.clock.now(), site.zone), stay.paid_amount
 
 
@@ -250,7 +265,7 @@ def exit_paid_stay(site: Site, stay_id: int, kiosk: str = "", reason: str = "") 
         facts = stay_facts(site, stay)
         if stay.lost_ticket and not (stay.paid_until and now <= stay.paid_until):
             due = site.tariff.quote(
-                StayFacts(facts.size, facts.entered_at, facts.max_stay_until, facts.paid, True),
+                replace(facts, lost_ticket=True),
                 now,
             ).due
         else:
@@ -304,3 +319,104 @@ def note_overstays(site: Site) -> list[int]:
         return noted
 
     return site.db.write(work)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a payment's receipt says: the fee lines as they were when it was
+    taken, then "Already paid" for *earlier* payments only (never this one),
+    and this payment's amount as the total paid now."""
+
+    payment: Payment
+    lines: tuple[QuoteLine, ...]  # billed lines, then "Already paid" (earlier payments)
+    total: int  # what the billed lines add up to
+    earlier_paid: int  # paid for the same stay before this payment (less refunds)
+    amount: int  # this payment: total - earlier_paid
+    currency: str
+    ticket_id: int | None = None
+    entered_at: datetime | None = None  # the real entry time
+    exit_by: datetime | None = None  # may leave without paying more until then
+
+
+def payment_receipt(site: Site, payment_id: int) -> Receipt:
+    """The receipt of a settled charge (a ticket, a lost ticket or a
+    reservation), the same whenever it is printed. Raises `NotFound`."""
+    tariff = site.tariff
+
+    def work(session: Session) -> Receipt:
+        row = session.get(PaymentRow, payment_id)
+        if row is None or row.site_id != site.id or row.kind != "charge":
+            raise NotFound("That payment does not exist.")
+        payment = payment_of(row)
+        if row.stay_id is None:
+            reservation = session.get(ReservationRow, row.reservation_id)
+            if reservation is None:
+                raise NotFound("That payment does not exist.")
+            quote = tariff.quote_reservation(
+                Size(reservation.car_size), reservation.starts_at, reservation.ends_at
+            )
+            return Receipt(payment, quote.lines, row.amount, 0, row.amount, row.currency)
+        stay = session.execute(_STAY_BY_ID, {"stay": row.stay_id, "site": site.id}).one_or_none()
+        if stay is None:
+            raise NotFound("That payment does not exist.")
+        earlier = _paid_before(session, row)
+        facts = replace(
+            stay_facts(site, stay),
+            paid=earlier,
+            lost_ticket=row.purpose == PaymentPurpose.LOST_TICKET,
+        )
+        # The quote the amount was worked out from, a moment before the row
+        # was written (a billing step may have begun in between).
+        quote = tariff.quote(facts, row.created_at, site.zone)
+        for seconds in (1, 5):
+            if quote.due == row.amount:
+                break
+            quote = tariff.quote(facts, row.created_at - timedelta(seconds=seconds), site.zone)
+        lines = quote.lines
+        if quote.due != row.amount:  # a figure set by hand (a discount): say just that
+            label = "Lost ticket" if facts.lost_ticket else "Parking"
+            lines = (QuoteLine(label, row.amount + earlier),) + (
+                (QuoteLine("Already paid", -earlier),) if earlier else ()
+            )
+        exit_by = None
+        settled = row.status == PaymentStatus.SUCCEEDED.value and row.settled_at is not None
+        if settled and row.settled_at is not None and row.method != "discount":
+            exit_by = row.settled_at + tariff.exit_grace
+        return Receipt(
+            payment,
+            lines,
+            row.amount + earlier,
+            earlier,
+            row.amount,
+            row.currency,
+            ticket_id=stay.id,
+            entered_at=stay.entered_at,
+            exit_by=exit_by,
+        )
+
+    return site.db.read(work)
+
+
+def _paid_before(session: Session, charge: PaymentRow) -> int:
+    """What the stay's earlier succeeded charges brought in, less what
+    their refunds (made before this charge) gave back."""
+    earlier = session.execute(
+        select(PaymentRow.id, PaymentRow.amount).where(
+            PaymentRow.site_id == charge.site_id,
+            PaymentRow.stay_id == charge.stay_id,
+            PaymentRow.kind == "charge",
+            PaymentRow.status == PaymentStatus.SUCCEEDED.value,
+            PaymentRow.id < charge.id,
+        )
+    ).all()
+    if not earlier:
+        return 0
+    refunded = session.scalar(
+        select(func.coalesce(func.sum(PaymentRow.amount), 0)).where(
+            PaymentRow.kind == "refund",
+            PaymentRow.status == PaymentStatus.SUCCEEDED.value,
+            PaymentRow.refund_of.in_([charge_id for charge_id, _ in earlier]),
+            PaymentRow.id < charge.id,
+        )
+    )
+    return sum(amount for _, amount in earlier) - int(refunded or 0)
