@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.domain import EventKind
@@ -50,7 +50,9 @@ from core.services.reservations import reservation_of
 from core.site import Site
 from core.storage.database import rows_touched
 from core.storage.models import Account, Device, Notification, Spot, Stay
+from core.storage.models import Payment as PaymentRow
 from core.storage.models import Reservation as ReservationRow
+from core.tariff import format_money
 
 log = logging.getLogger("lotkeeper.worker")
 
@@ -189,6 +191,27 @@ def _booking_details(
     return account, _reservation_payload(site, row, spot) | extra
 
 
+def _cancelled_details(
+    session: Session, site: Site, row: ReservationRow, spot: Spot, account: Account
+) -> tuple[Account | None, dict[str, Any]]:
+    """A cancelled or released reservation, with what its cancel refunds
+    (the refund it wrote, pending or sent)."""
+    refund = session.scalar(
+        select(func.coalesce(func.sum(PaymentRow.amount), 0)).where(
+            PaymentRow.site_id == site.id,
+            PaymentRow.reservation_id == row.id,
+            PaymentRow.kind == "refund",
+            PaymentRow.status.in_(["pending", "succeeded"]),
+            PaymentRow.idempotency_key.like("%:cancel-refund"),
+        )
+    )
+    extra = {
+        "released": row.state == "no_show",
+        "refund": format_money(int(refund or 0), row.currency) if refund else "",
+    }
+    return account, _reservation_payload(site, row, spot) | extra
+
+
 def _no_account(payload: dict[str, Any]) -> tuple[Account | None, dict[str, Any]]:
     return None, payload
 
@@ -266,10 +289,13 @@ def _due(session: Session, site: Site, now: datetime) -> list[_Due]:
 
         found.append(_Due(kind, f"stay {stay.id}", car))
 
+    # Only reservations that were paid for: a hold cancelled or abandoned
+    # before paying held nothing of the driver's, so there is nothing to say.
     for row, spot, account in _booked(
         session,
         site,
         ReservationRow.state.in_(["cancelled", "no_show"]),
+        ReservationRow.confirmed_at.is_not(None),
         ReservationRow.starts_at > since,
         or_(ReservationRow.cancelled_at.is_(None), ReservationRow.cancelled_at > since),
     ):
@@ -277,14 +303,7 @@ def _due(session: Session, site: Site, now: datetime) -> list[_Due]:
             _Due(
                 NoticeKind.RESERVATION_CANCELLED,
                 f"reservation {row.id}",
-                partial(
-                    _booking_details,
-                    site,
-                    row,
-                    spot,
-                    account,
-                    {"released": row.state == "no_show"},
-                ),
+                partial(_cancelled_details, session, site, row, spot, account),
             )
         )
 
@@ -523,10 +542,15 @@ def describe(notice: Notice, site: Site) -> tuple[str, str]:
                 if p.get("released")
                 else "was cancelled"
             )
+            if p.get("released"):
+                money = ""  # a no-show keeps its price (the tariff's rule)
+            elif p.get("refund"):
+                money = f" {p['refund']} is refunded to the card you paid with."
+            else:
+                money = " No refund is due for this cancellation."
             return (
                 f"Reservation {p['short_code']} {why.split(' because')[0]}",
-                f"{greeting}your reservation {p['short_code']} for {p['starts']} {why}. "
-                "Any refund due goes back to the card you paid with.",
+                f"{greeting}your reservation {p['short_code']} for {p['starts']} {why}.{money}",
             )
         case NoticeKind.RESERVATION_MOVED:
             return (
