@@ -61,6 +61,36 @@ def _read_or_create_secret(path: Path) -> bytes:
     return secret.encode()
 
 
+def _read_shared_secret(path: Path) -> bytes:
+    """A secret file an operator put in place for every host of the site."""
+    if not path.exists():
+        raise ConfigError(
+            f"tickets.secret_file {path} does not exist. On a server database every "
+            "kiosk must use the same ticket secret: copy the site's secret file there, "
+            "or set tickets.secret (LOTKEEPER_TICKETS__SECRET)."
+        )
+    return _read_or_create_secret(path)
+
+
+def _master_secret(settings: Settings) -> bytes:
+    """The ticket master secret. On SQLite (the embedded default, one
+    machine) a missing one is created; on a server database it is shared by
+    every kiosk of the site, so it must be configured: a local one would make
+    every other kiosk's tickets "not valid" here."""
+    if settings.tickets.secret is not None:
+        return settings.tickets.secret.get_secret_value().encode()
+    if settings.database_url.startswith("sqlite"):
+        return _read_or_create_secret(settings.ticket_secret_file)
+    if settings.tickets.secret_file is not None:
+        return _read_shared_secret(settings.tickets.secret_file)
+    raise ConfigError(
+        "tickets.secret is not set. On a server database every kiosk of the site "
+        "must sign tickets with the same secret: set tickets.secret in the config "
+        "(or LOTKEEPER_TICKETS__SECRET), or tickets.secret_file to a copy of the "
+        "site's secret file."
+    )
+
+
 @dataclass
 class Site:
     settings: Settings
@@ -189,11 +219,7 @@ def open_site(
     environment). Raises `ConfigError`, `DatabaseUnavailable` or
     `SchemaOutOfDate` with a message an operator can act on."""
     settings = settings or load_settings()
-    secret = (
-        settings.tickets.secret.get_secret_value().encode()
-        if settings.tickets.secret is not None
-        else _read_or_create_secret(settings.ticket_secret_file)
-    )
+    secret = _master_secret(settings)
     db = Database(
         settings.database_url,
         busy_timeout_seconds=settings.database.busy_timeout_seconds,
