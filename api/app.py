@@ -349,7 +349,7 @@ def create_app(
         answer); without a key, just run it."""
         if key is None:
             return await asyncio.to_thread(_answer, run)
-        body = await request.body()
+        body = canonical_body(await request.body())
         fingerprint = hashlib.sha256(
             request.method.encode() + b" " + request.url.path.encode() + b"\n" + body
         ).hexdigest()
@@ -646,6 +646,19 @@ def create_app(
             live.leave(client)
 
     return app
+
+
+def canonical_body(body: bytes) -> bytes:
+    """The request as parsed, not as typed: the same JSON with other
+    whitespace or key order is the same request under an Idempotency-Key.
+    A body that is not JSON (or empty) is compared as sent."""
+    if not body.strip():
+        return b""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return body
+    return json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _run_once(site: Site, scope: str, key: str, fingerprint: str, run: Write) -> Response:

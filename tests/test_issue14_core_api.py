@@ -3,6 +3,7 @@ replays that compare the parsed request, and the 422 for a past start."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,12 @@ from test_issue14_core_need import flagged_layout
 from api.app import create_app
 from core.clock import FixedClock
 from core.site import Site
+
+
+@pytest.fixture
+def client(site: Site) -> Iterator[TestClient]:
+    with TestClient(create_app(site, tail_seconds=0.05)) as http:
+        yield http
 
 
 @pytest.fixture
@@ -48,3 +55,18 @@ def test_spots_counts_and_filters_flagged_spots(flagged: tuple[Site, TestClient]
     assert (medium["free_fitting_accessible"], medium["free_fitting_ev"]) == (1, 1)
     ev = http.get("/spots", params={"need": "ev"}).json()["free_spots"]
     assert [(s["label"], s["ev"]) for s in ev] == [("1E", True)]
+
+
+def test_a_replay_with_other_whitespace_or_key_order_is_the_same_request(
+    client: TestClient, clock: FixedClock
+) -> None:
+    _, auth = sign_up(client)
+    keyed = {**auth, "Idempotency-Key": "spaced-1", "Content-Type": "application/json"}
+    body = {"car_size": "small", **window(clock)}
+    first = client.post("/reserve_spot", content=json.dumps(body), headers=keyed)
+    spaced = json.dumps(dict(reversed(body.items())), indent=4)
+    replay = client.post("/reserve_spot", content=spaced.encode(), headers=keyed)
+    assert first.status_code == replay.status_code == 201, replay.text
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    other = client.post("/reserve_spot", json={**body, "car_size": "large"}, headers=keyed)
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
