@@ -12,6 +12,7 @@ without a key.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
@@ -22,7 +23,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import (
     Button,
@@ -78,54 +79,121 @@ class MessageScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(self.text, id="message")
-            yield Button("OK", id="ok", variant="primary")
+            # A long answer (a search) scrolls; the button stays in view.
+            with VerticalScroll(id="message-body"):
+                yield Static(self.text, id="message")
+            with Horizontal(classes="buttons"):
+                yield Button("OK", id="ok", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#ok", Button).focus()
 
     @on(Button.Pressed, "#ok")
     def ok(self) -> None:
         self.dismiss(None)
 
 
+class KeysScreen(ModalScreen[None]):
+    """Every key of the console (the footer shows only the commonest)."""
+
+    BINDINGS = [Binding("enter,escape,question_mark,f1", "dismiss", "Close")]
+
+    def __init__(self, keys: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.keys = keys
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label("Keys", id="dialog-title")
+            cells = [f"{key:>6}  {what[:26]:<26}" for key, what in self.keys]
+            half = -(-len(cells) // 2)
+            rows = [
+                "  ".join(pair).rstrip()
+                for pair in itertools.zip_longest(cells[:half], cells[half:], fillvalue="")
+            ]
+            with VerticalScroll(id="message-body"):
+                yield Static("\n".join(rows), id="message")
+            with Horizontal(classes="buttons"):
+                yield Button("Close", id="ok", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#ok", Button).focus()
+
+    @on(Button.Pressed, "#ok")
+    def ok(self) -> None:
+        self.dismiss(None)
+
+
+Check = Callable[[dict[str, str]], None]
+"""Raises `InvalidInput` (its message is shown) when the answers will not do."""
+
+
 class FormScreen(ModalScreen[dict[str, str] | None]):
     """A few fields (always a reason for an override); Enter in the last one
-    or OK returns them, Esc cancels."""
+    (or in any, once `ready` says the answers are enough) or OK returns
+    them, Esc cancels. Answers that `check` refuses keep the form open with
+    the message, so nothing typed is lost."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, fields: list[tuple[str, str, bool]]) -> None:
+    def __init__(
+        self,
+        title: str,
+        fields: list[tuple[str, str, bool]],
+        *,
+        check: Check | None = None,
+        ready: Callable[[dict[str, str]], bool] | None = None,
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.fields = fields  # (key, placeholder, secret)
+        self.check = check
+        self.ready = ready
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label(self.title_text, id="dialog-title")
             for key, placeholder, secret in self.fields:
                 yield Input(id=f"field-{key}", placeholder=placeholder, password=secret)
-            with Horizontal():
+            yield Label("", id="form-error")
+            with Horizontal(classes="buttons"):
                 yield Button("OK", id="ok", variant="primary")
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
         self.query(Input).first().focus()
 
+    @property
+    def answers(self) -> dict[str, str]:
+        return {key: self.query_one(f"#field-{key}", Input).value for key, _, _ in self.fields}
+
     @on(Input.Submitted)
     def submitted(self, event: Input.Submitted) -> None:
         inputs = list(self.query(Input))
-        if event.input is inputs[-1]:
+        if event.input is inputs[-1] or (self.ready is not None and self.ready(self.answers)):
             self.ok()
         else:
             inputs[inputs.index(event.input) + 1].focus()
 
     @on(Button.Pressed, "#ok")
     def ok(self) -> None:
-        self.dismiss(
-            {key: self.query_one(f"#field-{key}", Input).value for key, _, _ in self.fields}
-        )
+        answers = self.answers
+        if self.check is not None:
+            try:
+                self.check(answers)
+            except InvalidInput as refused:
+                self.query_one("#form-error", Label).update(str(refused))
+                return
+        self.dismiss(answers)
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def check_reason(answers: dict[str, str]) -> None:
+    """The overrides' own rule for a reason, asked before the form closes."""
+    overrides._reason(answers.get("reason", ""))
 
 
 class LoginScreen(Screen[None]):
@@ -156,19 +224,29 @@ class LoginScreen(Screen[None]):
 
 
 class ConsoleScreen(Screen[None]):
+    # The footer shows the commonest keys (an 80-column booth terminal
+    # holds no more); `?` lists them all.
     BINDINGS = [
-        Binding("g", "gate", "Open gate"),
-        Binding("x", "manual_exit", "Manual exit"),
-        Binding("w", "waive", "Waive"),
-        Binding("m", "move", "Move car"),
-        Binding("o", "service", "Out of service"),
-        Binding("c", "cancel_reservation", "Cancel resv."),
-        Binding("r", "refund", "Refund"),
-        Binding("l", "lost", "Lost ticket"),
+        Binding("question_mark,f1", "keys", "Keys", key_display="?"),
+        Binding("right_square_bracket", "level(1)", "Level", key_display="]"),
+        Binding("left_square_bracket", "level(-1)", "Previous level", show=False),
+        Binding("g", "gate", "Open gate", show=False),
+        Binding("x", "manual_exit", "Manual exit", show=False),
+        Binding("w", "waive", "Waive or discount", show=False),
+        Binding("m", "move", "Move car", show=False),
+        Binding("o", "service", "Out of service / back", show=False),
+        Binding("c", "cancel_reservation", "Cancel a reservation", show=False),
+        Binding("r", "refund", "Refund", show=False),
+        Binding("l", "lost", "Lost ticket", key_display="l"),
         Binding("slash", "search", "Search"),
-        Binding("a", "acknowledge", "Ack"),
+        Binding("a", "acknowledge", "Ack alerts"),
         Binding("s", "shift", "Shift"),
         Binding("ctrl+l", "lock", "Lock"),
+    ]
+    GRID_KEYS = [
+        ("arrows", "move in the grid"),
+        ("Enter", "the selected spot"),
+        ("Tab", "feed filter, find"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -225,7 +303,9 @@ class ConsoleScreen(Screen[None]):
     def _ask(
         self, title: str, fields: list[tuple[str, str, bool]], then: Callable[..., Any]
     ) -> None:
-        self.app.push_screen(FormScreen(title, [*fields, ("reason", "Reason", False)]), then)
+        self.app.push_screen(
+            FormScreen(title, [*fields, ("reason", "Reason", False)], check=check_reason), then
+        )
 
     def action_gate(self) -> None:
         console: AttendantApp = self.app  # type: ignore[assignment]
@@ -397,7 +477,10 @@ class ConsoleScreen(Screen[None]):
 
         self.app.push_screen(
             FormScreen(
-                "Lost ticket: find the car", [("plate", "Plate", False), ("spot", "or spot", False)]
+                "Lost ticket: find the car",
+                [("plate", "Plate", False), ("spot", "or spot", False)],
+                check=_plate_or_spot,
+                ready=lambda a: bool(a["plate"].strip() or a["spot"].strip()),
             ),
             done,
         )
@@ -425,6 +508,24 @@ class ConsoleScreen(Screen[None]):
     def action_lock(self) -> None:
         console: AttendantApp = self.app  # type: ignore[assignment]
         console.lock()
+
+    def action_level(self, step: int) -> None:
+        """The next (or previous) level's tab, its grid focused."""
+        console: AttendantApp = self.app  # type: ignore[assignment]
+        tabs = self.query_one(TabbedContent)
+        active = tabs.active.removeprefix("level-") if tabs.active else "0"
+        index = (int(active) + step) % max(1, len(console.levels))
+        tabs.active = f"level-{index}"
+        self.query_one(f"#grid-{index}", LotGrid).focus()
+
+    def action_keys(self) -> None:
+        names = {"left_square_bracket": "[", "slash": "/", "ctrl+l": "Ctrl+L"}
+        keys = [
+            (b.key_display or names.get(b.key.split(",")[0], b.key.split(",")[0]), b.description)
+            for b in self.BINDINGS
+            if isinstance(b, Binding)
+        ]
+        self.app.push_screen(KeysScreen([*self.GRID_KEYS, *keys]))
 
 
 class AttendantApp(App[None]):
@@ -637,11 +738,14 @@ class AttendantApp(App[None]):
         for index, level in enumerate(self.levels):
             screen.query_one(f"#grid-{index}", LotGrid).show(by_level.get(level, []))
         availability = summarize(self.spots, self.site.clock.now())
+        # Spots of each size (not the spots a car of that size fits: a small
+        # car also fits the medium and large ones).
+        sizes = availability.sizes
         screen.query_one("#counters", Static).update(
-            "   ".join(
-                f"{s.size.label}: {s.free} free, {s.occupied} in, {s.held + s.reserved} booked"
-                for s in availability.sizes
-            )
+            "Free spots: "
+            + ", ".join(f"{s.size.label} {s.free}/{s.total}" for s in sizes)
+            + f" | inside {sum(s.occupied for s in sizes)}"
+            + f" | booked {sum(s.held + s.reserved for s in sizes)}"
         )
         if self.occupancy:
             screen.query_one("#occupancy-label", Label).update(
@@ -669,8 +773,11 @@ class AttendantApp(App[None]):
                     style="bold red",
                 )
         shown_feed = shown_alerts = 0
+        today = self.site.local(self.site.clock.now()).date()
         for event in reversed(self.events):
-            when = self.site.describe_time(event.at)
+            at = self.site.local(event.at)
+            # The feed is narrow: the time alone today, the day before it otherwise.
+            when = f"{at:%H:%M}" if at.date() == today else f"{at:%d %b %H:%M}"
             wanted_here = wanted is None or event.kind in wanted
             if shown_feed < FEED_LINES and wanted_here and needle in event.message.lower():
                 feed.append_text(feed_line(event, when))
@@ -919,6 +1026,11 @@ class AttendantApp(App[None]):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(report.csv())
         self.push_screen(ReportScreen(report, path))
+
+
+def _plate_or_spot(answers: dict[str, str]) -> None:
+    if not (answers["plate"].strip() or answers["spot"].strip()):
+        raise InvalidInput("Type the car's plate, or the spot it is in.")
 
 
 def _payment_lines(payments: list[Payment]) -> list[str]:

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
@@ -53,23 +53,28 @@ class LostTicketScreen(ModalScreen[None]):
         stay, money = self.stay, format_money(self.charge.due, self.charge.currency)
         with Vertical(id="dialog"):
             yield Label(f"Lost ticket: ticket {stay.ticket_id}", id="dialog-title")
-            yield Static(
-                f"Plate {stay.plate or '-'} in {stay.spot_label} ({stay.level}), "
-                f"in since {self.console.site.describe_time(stay.entered_at)}.\n"
-                + (
-                    f"Lost-ticket charge: {money}."
-                    if self.charge.due
-                    else "Nothing is left to pay: issue the exit pass."
-                ),
-                id="charge",
-            )
-            yield Static("", id="reader")
-            yield Static("", id="pass")
-            with Horizontal(id="buttons"):
-                yield Button("Cash (c)", id="cash", variant="primary", disabled=not self.charge.due)
-                yield Button("Card (k)", id="card", disabled=not self.charge.due)
-                yield Button("Exit pass (e)", id="exit_pass", disabled=bool(self.charge.due))
-                yield Button("Close (Esc)", id="close")
+            # Side by side, so that the exit pass's QR and the buttons fit an
+            # 80x24 booth terminal together.
+            with Horizontal(id="lost-body"):
+                with Vertical(id="lost-info"):
+                    yield Static(
+                        f"Plate {stay.plate or '-'} in {stay.spot_label} ({stay.level}), "
+                        f"in since {self.console.site.describe_time(stay.entered_at)}.\n"
+                        + (
+                            f"Lost-ticket charge: {money}."
+                            if self.charge.due
+                            else "Nothing is left to pay: issue the exit pass."
+                        ),
+                        id="charge",
+                    )
+                    yield Static("", id="reader")
+                    with Vertical(id="buttons"):
+                        due = bool(self.charge.due)
+                        yield Button("Cash (c)", id="cash", variant="primary", disabled=not due)
+                        yield Button("Card (k)", id="card", disabled=not due)
+                        yield Button("Exit pass (e)", id="exit_pass", disabled=due)
+                        yield Button("Close (Esc)", id="close")
+                yield Static("", id="pass")
 
     def on_mount(self) -> None:
         # Enter must never take money by accident: it closes, like Esc.
@@ -157,9 +162,11 @@ class ReportScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(self.text, id="message")
+            # Longer than a small screen: the report scrolls, the buttons stay.
+            with VerticalScroll(id="message-body"):
+                yield Static(self.text, id="message")
             yield Static("", id="printed")
-            with Horizontal(id="buttons"):
+            with Horizontal(classes="buttons"):
                 yield Button("Print (p)", id="print")
                 yield Button("Close", id="close", variant="primary")
 

@@ -37,7 +37,7 @@ class LotGrid(Widget, can_focus=True):
         Binding("right", "move(1)", show=False),
         Binding("up", "move_row(-1)", show=False),
         Binding("down", "move_row(1)", show=False),
-        Binding("enter", "select", "Details"),
+        Binding("enter", "select", "Details", show=False),
     ]
 
     class Selected(Message):
@@ -52,31 +52,45 @@ class LotGrid(Widget, can_focus=True):
         super().__init__(id=id)
         self.level = level
         self.spots: list[SpotState] = []
+        self.top = 0
+        """The first row drawn: the grid scrolls itself to keep the cursor
+        in view, so it never grows past its pane (a small screen included)."""
 
     def show(self, spots: Sequence[SpotState]) -> None:
         """Replace this level's spots (in layout order) and redraw once."""
         self.spots = list(spots)
         self.cursor = min(self.cursor, max(0, len(self.spots) - 1))
-        self.refresh(layout=True)
+        self.refresh()
 
     @property
     def per_row(self) -> int:
         return max(1, (self.size.width or 80) // CELL)
 
-    def get_content_height(self, container: object, viewport: object, width: int) -> int:
-        per_row = max(1, width // CELL)
-        return max(1, -(-len(self.spots) // per_row))
+    def _window(self) -> range:
+        """The rows that fit, moved so that the cursor's row is among them."""
+        rows = max(1, self.size.height)
+        cursor_row = self.cursor // self.per_row
+        if cursor_row < self.top:
+            self.top = cursor_row
+        elif cursor_row >= self.top + rows:
+            self.top = cursor_row - rows + 1
+        last_row = max(0, (len(self.spots) - 1) // self.per_row)
+        self.top = max(0, min(self.top, last_row - rows + 1))
+        return range(self.top, min(last_row + 1, self.top + rows))
 
     def render(self) -> Text:
         text = Text(no_wrap=True, overflow="crop")
         per_row = self.per_row
-        for index, spot in enumerate(self.spots):
-            glyph, style = LOOK[spot.status]
-            cell = f"{spot.label[:6]:<6} {glyph}"
-            if index == self.cursor and self.has_focus:
-                style = "reverse " + style
-            text.append(cell, style=style)
-            text.append("\n" if (index + 1) % per_row == 0 else " ")
+        for row in self._window():
+            if text:
+                text.append("\n")
+            for index in range(row * per_row, min(len(self.spots), (row + 1) * per_row)):
+                spot = self.spots[index]
+                glyph, style = LOOK[spot.status]
+                if index == self.cursor and self.has_focus:
+                    style = "reverse " + style
+                text.append(f"{spot.label[:6]:<6} {glyph}", style=style)
+                text.append(" ")
         return text
 
     def selected(self) -> SpotState | None:
@@ -122,9 +136,15 @@ def is_alert(event: Event) -> bool:
     )
 
 
+KIND_WIDTH = 16
+
+
 def feed_line(event: Event, when: str) -> Text:
+    """One event: time, kind and message in columns that never run into
+    each other (a kind as long as the column still gets its gap)."""
     style = "bold red" if is_alert(event) else ("magenta" if event.kind == "override" else "")
     line = Text(f"{when}  ", style="dim")
-    line.append(f"{event.kind:<16}", style=style or "bold")
+    line.append(event.kind, style=style or "bold")
+    line.append(" " * max(2, KIND_WIDTH + 1 - len(event.kind)))
     line.append(event.message)
     return line

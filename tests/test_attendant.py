@@ -256,7 +256,7 @@ def test_a_lost_ticket_is_found_by_plate_paid_in_cash_and_gets_an_exit_pass_as_a
     async def scenario(app: AttendantApp, pilot: Any) -> None:
         await log_in(app, pilot, "Ana", "1357")
         await press(app, pilot, "l")
-        await fill(app, pilot, "KLX 481", "")
+        await fill(app, pilot, "KLX 481")
         assert isinstance(app.screen, LostTicketScreen)
         shown = str(app.screen.query_one("#charge", Static).render())
         assert "KLX 481" in shown and f"Lost-ticket charge: ${charge.due / 100:.2f}" in shown
@@ -492,7 +492,7 @@ def test_a_card_declined_at_the_booth_says_so_and_cash_can_follow(
         async def scenario(app: AttendantApp, pilot: Any) -> None:
             await log_in(app, pilot, "Ana", "1357")
             await press(app, pilot, "l")
-            await fill(app, pilot, "KLX 481", "")
+            await fill(app, pilot, "KLX 481")
             assert isinstance(app.screen, LostTicketScreen)
             await press(app, pilot, "k")
             assert "declined" in str(app.screen.query_one("#reader", Static).render())
@@ -555,3 +555,65 @@ def lk_open_shifts(site: Site) -> list[int]:
     from core.services.shifts import list_shifts
 
     return [s.id for s in list_shifts(site, open_only=True)]
+
+
+def test_a_too_short_reason_keeps_the_form_open_with_the_rule(site: Site, ana: Any) -> None:
+    async def scenario(app: AttendantApp, pilot: Any) -> None:
+        await log_in(app, pilot, "Ana", "1357")
+        await press(app, pilot, "g")
+        await fill(app, pilot, "exit-1", "x")
+        assert isinstance(app.screen, FormScreen)
+        error = str(app.screen.query_one("#form-error", Label).render())
+        assert "needs a reason" in error
+        assert app.screen.query_one("#field-lane", Input).value == "exit-1"
+        reason = app.screen.query_one("#field-reason", Input)
+        reason.focus()
+        reason.insert_text_at_cursor("x van stuck")
+        await press(app, pilot, "enter")
+        assert message(app) == "Gate exit-1 opened."
+
+    run_console(site, scenario)
+
+
+def test_enter_in_the_lost_ticket_plate_field_finds_the_car(site: Site, ana: Any) -> None:
+    from attendant.booth import LostTicketScreen
+
+    ticket = lk.enter(site, "small", plate="KLX 481")
+
+    async def scenario(app: AttendantApp, pilot: Any) -> None:
+        await log_in(app, pilot, "Ana", "1357")
+        await press(app, pilot, "l")
+        await fill(app, pilot, "KLX 481")
+        assert isinstance(app.screen, LostTicketScreen)
+        assert app.screen.stay.ticket_id == ticket.id
+
+    run_console(site, scenario)
+
+
+def test_the_levels_change_with_the_bracket_keys(make_site: Any) -> None:
+    from conftest import make_layout
+    from textual.widgets import TabbedContent
+
+    site = make_site(make_layout(small=4, levels=3))
+    add_staff(site, "Ana", "attendant", "1357")
+
+    async def scenario(app: AttendantApp, pilot: Any) -> None:
+        await log_in(app, pilot, "Ana", "1357")
+        tabs = app.screen.query_one(TabbedContent)
+        await press(app, pilot, "right_square_bracket")
+        assert tabs.active == "level-1" and app.focused is app.screen.query_one("#grid-1")
+        await press(app, pilot, "left_square_bracket", "left_square_bracket")
+        assert tabs.active == "level-2"
+
+    run_console(site, scenario)
+
+
+def test_the_feed_keeps_a_gap_after_a_long_kind() -> None:
+    from datetime import UTC, datetime
+
+    from attendant.widgets import feed_line
+    from core.domain import Event
+
+    at = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+    event = Event(1, at, "check_in_refused", "Check-in refused", "lane-1", None, None, {})
+    assert "check_in_refused  Check-in refused" in feed_line(event, "09:00").plain
