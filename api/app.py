@@ -149,7 +149,9 @@ def engine_problem(error: LotkeeperError) -> JSONResponse:
         headers["Retry-After"] = str(retry_after)
     if isinstance(error, NotSignedIn):
         headers["WWW-Authenticate"] = "Bearer"
-    return problem(STATUS.get(code, 409), code, str(error), **headers)
+    field = getattr(error, "field", None)  # InvalidInput's: the input at fault
+    named = field if isinstance(field, str) else None
+    return problem(STATUS.get(code, 409), code, str(error), named, **headers)
 
 
 def error_code(error: LotkeeperError) -> str:

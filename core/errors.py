@@ -34,7 +34,14 @@ class SchemaOutOfDate(LotkeeperError):
 
 
 class InvalidInput(LotkeeperError):
+    """Input that cannot be used; `field` names it when one input is at
+    fault (the API answers it as the 422's `field`)."""
+
     code = "invalid_input"
+
+    def __init__(self, message: str, *, field: str | None = None, **values: object) -> None:
+        super().__init__(message, **values)
+        self.field = field
 
 
 class LotFull(LotkeeperError):

@@ -124,9 +124,10 @@ class Site:
     def local(self, when: datetime) -> datetime:
         return when.astimezone(self.zone)
 
-    def describe_time(self, when: datetime) -> str:
-        """A time as a driver reads it: site-local, e.g. '14:05 on 22 Nov'."""
-        return self.local(when).strftime("%H:%M on %d %b")
+    def describe_time(self, when: datetime, *, year: bool = False) -> str:
+        """A time as a driver reads it: site-local, e.g. '14:05 on 22 Nov'
+        ('14:05 on 22 Nov 2026' with `year`, for reports)."""
+        return self.local(when).strftime("%H:%M on %d %b %Y" if year else "%H:%M on %d %b")
 
     @property
     def tariff(self) -> Tariff:

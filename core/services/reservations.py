@@ -116,6 +116,20 @@ class Cancellation:
     refund_amount: int
 
 
+def shown_state(row: ReservationRow, now: datetime) -> ReservationState:
+    """The state a reservation is in as of `now`: a hold whose 5 minutes ran
+    out with no payment in flight is expired, whether or not the worker has
+    written it yet (its claim is already free)."""
+    state = ReservationState(row.state)
+    if (
+        state is ReservationState.HELD
+        and row.hold_expires_at <= now
+        and row.pending_payment is None
+    ):
+        return ReservationState.EXPIRED
+    return state
+
+
 def reservation_of(site: Site, row: ReservationRow, spot: Spot) -> Reservation:
     """The view of a reservation row, with its codes signed again."""
     keyring = site.keyring()
@@ -129,7 +143,7 @@ def reservation_of(site: Site, row: ReservationRow, spot: Spot) -> Reservation:
     return Reservation(
         id=row.id,
         account_id=row.account_id,
-        state=ReservationState(row.state),
+        state=shown_state(row, site.clock.now()),
         size=Size(row.car_size),
         spot_label=spot.label,
         level=spot.level,
@@ -172,19 +186,25 @@ def _window(
 ) -> tuple[Size, datetime, datetime]:
     car = Size.parse(size)
     if start.tzinfo is None or end.tzinfo is None:
-        raise InvalidInput("Reservation times need a time zone.")
+        raise InvalidInput(
+            "Reservation times need a time zone.", field="start" if start.tzinfo is None else "end"
+        )
     now = site.clock.now()
     if end <= start:
-        raise InvalidInput("A reservation must end after it starts.")
+        raise InvalidInput("A reservation must end after it starts.", field="end")
     if start < now - timedelta(minutes=1):
-        raise InvalidInput("A reservation cannot start in the past.")
+        raise InvalidInput("A reservation cannot start in the past.", field="start")
     if start > now + MAX_ADVANCE:
         raise InvalidInput(
-            "Reservations can be made up to {days} days ahead.", days=MAX_ADVANCE.days
+            "Reservations can be made up to {days} days ahead.",
+            field="start",
+            days=MAX_ADVANCE.days,
         )
     if end - start > site.max_stay:
         hours = site.max_stay.total_seconds() / 3600
-        raise InvalidInput("A reservation can be at most {hours} hours long.", hours=f"{hours:g}")
+        raise InvalidInput(
+            "A reservation can be at most {hours} hours long.", field="end", hours=f"{hours:g}"
+        )
     return car, start, end
 
 

@@ -52,6 +52,9 @@ class Report:
     notes: list[str] = field(default_factory=list)
     audit: AuditHeadInfo | None = None
     """The audit chain's head and row count when the report was made."""
+    start_text: str = ""
+    end_text: str = ""
+    """`start` and `end` in site time, as the report prints them."""
 
     @property
     def net_revenue(self) -> int:
@@ -79,8 +82,8 @@ class Report:
 
         rows = [
             ("Report", self.title),
-            ("From", self.start.isoformat()),
-            ("To", self.end.isoformat()),
+            ("From", self.start_text or self.start.isoformat()),
+            ("To", self.end_text or self.end.isoformat()),
             ("Entries", str(self.entries)),
             ("Exits", str(self.exits)),
         ]
@@ -164,6 +167,8 @@ def build_report(site: Site, title: str, start: datetime, end: datetime) -> Repo
             title=title,
             start=start,
             end=end,
+            start_text=site.describe_time(start, year=True),
+            end_text=site.describe_time(end, year=True),
             currency=site.tariff.currency,
             entries=int(kinds.get(EventKind.ENTRY, 0)),
             exits=int(kinds.get(EventKind.EXIT, 0)),
