@@ -9,7 +9,8 @@ answers shaped like Stripe's objects and errors.
     with FakeStripe() as fake:
         client = stripe.StripeClient(fake.api_key, base_addresses={"api": fake.url})
 
-What it serves: PaymentIntents (create, retrieve with `expand[]=latest_charge`,
+What it serves: charges (retrieve), PaymentIntents (create, retrieve with
+`expand[]=latest_charge`,
 cancel, capture), Terminal readers (retrieve, `process_payment_intent`,
 `cancel_action`), the simulated-reader test helper `present_payment_method`
 (Stripe's own card-present test card numbers, see `TEST_CARDS`), and refunds.
@@ -1010,6 +1011,14 @@ class FakeStripe:
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] >= charge["amount_captured"]
         return copy.deepcopy(refund)
+
+    @route("GET", "/v1/charges/{id}")
+    def _retrieve_charge(self, request: Request) -> Json:
+        self._only(request.params, {"expand"})
+        found = self.charges.get(request.ids["id"])
+        if found is None:
+            raise missing("charge", request.ids["id"])
+        return copy.deepcopy(found)
 
     @route("GET", "/v1/refunds/{id}")
     def _retrieve_refund(self, request: Request) -> Json:

@@ -598,3 +598,29 @@ def test_a_card_error_on_refund_is_a_failed_refund(
 
     assert state.status is PaymentStatus.FAILED
     assert state.failure_message == "Stripe refused the refund (expired_card)."
+
+
+def test_brand_and_last4_are_read_from_the_latest_charge_even_when_it_is_only_an_id(
+    fake: FakeStripe,
+    provider: StripeTerminalProvider,
+    sdk: stripe.StripeClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stripe sends `latest_charge` as an id unless expanded (a replayed
+    create, a cancel that lost the race): the card is then read from the
+    charge's `payment_method_details.card_present`."""
+    request = charge()
+    ref = started(provider, request)
+    tap(sdk, fake)
+    monkeypatch.setattr(
+        provider,
+        "_retrieve_intent",
+        lambda intent_id: sdk.v1.payment_intents.retrieve(intent_id),  # not expanded
+    )
+    done = provider.poll(request, ref)
+    assert (done.status, done.card_brand, done.card_last4) == (
+        PaymentStatus.SUCCEEDED,
+        "visa",
+        "4242",
+    )
+    assert fake.count("GET", f"/v1/charges/{fake.payment_intents[ref]['latest_charge']}") == 1

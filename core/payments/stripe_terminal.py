@@ -122,6 +122,12 @@ def _card_of(intent: PaymentIntent) -> tuple[str | None, str | None]:
     charge = _optional(intent, "latest_charge")
     if charge is None or isinstance(charge, str):
         return None, None
+    return _card_of_charge(charge)
+
+
+def _card_of_charge(charge: object) -> tuple[str | None, str | None]:
+    """Brand and last four digits as Stripe sends them on a charge:
+    `payment_method_details.card_present` for a reader (`card` for a phone)."""
     details = _optional(charge, "payment_method_details")
     for kind in ("card_present", "interac_present", "card"):
         card = _optional(details, kind)
@@ -422,6 +428,18 @@ class StripeTerminalProvider:
             ),
         )
 
+    def _card_of_charge_id(self, charge_id: str) -> tuple[str | None, str | None]:
+        """The card of a charge by id; unknown if Stripe cannot say now (the
+        payment stands either way: only the receipt's card line is missing)."""
+        try:
+            charge = self._call(
+                "read the card of the payment",
+                lambda: self._client.v1.charges.retrieve(charge_id),
+            )
+        except (stripe.StripeError, ProviderUnavailable):
+            return None, None
+        return _card_of_charge(charge)
+
     def _reader_action(self, intent_id: str) -> Reader.Action | None:
         """The reader's process_payment_intent action for this PaymentIntent,
         or None when the reader is idle or doing something else."""
@@ -478,6 +496,10 @@ class StripeTerminalProvider:
         status = intent.status
         if status == "succeeded":
             brand, last4 = _card_of(intent)
+            charge_id = _optional(intent, "latest_charge")
+            if last4 is None and isinstance(charge_id, str):
+                # Sent as an id (not expanded): read the charge itself.
+                brand, last4 = self._card_of_charge_id(charge_id)
             return ProviderState(
                 PaymentStatus.SUCCEEDED, intent.id, card_brand=brand, card_last4=last4
             )
