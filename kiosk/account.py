@@ -27,7 +27,14 @@ from core.services.stays import StayStatus
 from core.tariff import Quote, format_money
 from kiosk.i18n import N_, _
 from kiosk.screens import KioskScreen, MessageScreen, Purchase, card_screen
-from kiosk.widgets import BigButton, FeeBreakdown, OnScreenKeyboard, QrCode, size_name
+from kiosk.widgets import (
+    BigButton,
+    FeeBreakdown,
+    NeedButton,
+    OnScreenKeyboard,
+    QrCode,
+    size_name,
+)
 
 # Words from the engine, shown in lists (translated where shown).
 WORDS = {
@@ -281,9 +288,11 @@ class VehiclesScreen(ListScreen, FormScreen):
 
     def controls(self) -> ComposeResult:
         yield Input(id="plate", placeholder=_("Licence plate"), max_length=15)
-        with Horizontal(id="actions"):
+        # Three buttons a row: five in one cut their labels (and keys) at 80x24.
+        with Horizontal(id="sizes"):
             for index, size in enumerate(Size, start=1):
                 yield BigButton(size_name(size), f"f{index}", id=f"add-{size.label}")
+        with Horizontal(id="actions"):
             yield BigButton(_("Remove"), "f5", id="remove", variant="error")
 
     def load(self, account_id: int) -> str:
@@ -440,19 +449,29 @@ def _parse_start(day: str, clock_time: str, zone: Any) -> datetime:
 
 
 class ReserveScreen(AccountScreen, FormScreen):
-    """Size, date, time and hours -> the price -> hold the spot and pay."""
+    """Date, start time, hours and (optionally) an accessible or EV space,
+    then the size -> the price of that window -> hold the spot and pay.
+    Changing the window after the price was shown asks for the size again,
+    so the price held is always the one on screen."""
+
+    WINDOW_FIELDS = ("day", "time", "hours")
 
     def compose(self) -> ComposeResult:
         site = self.kiosk.site
         start = site.local(site.clock.now()).replace(minute=0, second=0, microsecond=0)
         start += timedelta(hours=1)
         self.car_size = Size.MEDIUM
+        self.quoted_window: tuple[Size, datetime, datetime] | None = None
         with Vertical():
             yield Label(_("Reserve a space"), id="title")
-            with Horizontal():
+            with Horizontal(id="window"):
+                yield Label(_("Date"), classes="field-label")
                 yield Input(start.strftime("%Y-%m-%d"), id="day", placeholder="2026-11-23")
-                yield Input(start.strftime("%H:%M"), id="time", placeholder="09:30")
-                yield Input("2", id="hours", placeholder=_("Hours"), max_length=2)
+                yield Label(_("Start"), classes="field-label")
+                yield Input(start.strftime("%H:%M"), id="time", placeholder="09:30", max_length=5)
+                yield Label(_("Hours"), classes="field-label")
+                yield Input("2", id="hours", placeholder="2", max_length=2)
+                yield NeedButton()
             with Horizontal(id="sizes"):
                 for index, size in enumerate(Size, start=1):
                     yield BigButton(size_name(size), f"f{index}", id=f"size-{size.label}")
@@ -465,8 +484,17 @@ class ReserveScreen(AccountScreen, FormScreen):
             yield Label("", id="countdown")
 
     def on_mount(self) -> None:
+        self.unquote()
+
+    def unquote(self) -> None:
+        self.quoted_window = None
         self.query_one("#hold", Button).disabled = True
         self.query_one(FeeBreakdown).update(_("Choose the size of your car for the price."))
+
+    @on(Input.Changed)
+    def window_changed(self, event: Input.Changed) -> None:
+        if event.input.id in self.WINDOW_FIELDS and self.quoted_window is not None:
+            self.unquote()
 
     def window(self) -> tuple[datetime, datetime]:
         start = _parse_start(self.value("day"), self.value("time"), self.kiosk.site.zone)
@@ -491,28 +519,36 @@ class ReserveScreen(AccountScreen, FormScreen):
         size = self.car_size
         self.busy(_("Working out the price..."))
         self.kiosk.call_core(
-            self, lambda: lk.quote_reservation(site, size, start, end), self.quoted
+            self,
+            lambda: lk.quote_reservation(site, size, start, end),
+            lambda quote: self.quoted(quote, size, start, end),
         )
 
-    def quoted(self, quote: Quote) -> None:
+    def quoted(self, quote: Quote, size: Size, start: datetime, end: datetime) -> None:
         self.busy(None)
-        self.query_one(FeeBreakdown).show(quote, quote.total)
+        self.quoted_window = (size, start, end)
+        site = self.kiosk.site
+        hours = int((end - start).total_seconds() // 3600)
+        heading = _("{size}, {start} to {end} ({hours} h)").format(
+            size=size_name(size),
+            start=site.describe_time(start),
+            end=site.describe_time(end),
+            hours=hours,
+        )
+        self.query_one(FeeBreakdown).show(quote, quote.total, heading=heading)
         self.query_one("#hold", Button).disabled = False
 
     @on(Button.Pressed, "#hold")
     def hold(self) -> None:
-        if self.working:
+        if self.working or self.quoted_window is None:
             return
-        site, account, size, kiosk = self.kiosk.site, self.account, self.car_size, self.kiosk
-        try:
-            start, end = self.window()
-        except InvalidInput as error:
-            self.failed(error)
-            return
+        site, account, kiosk = self.kiosk.site, self.account, self.kiosk
+        size, start, end = self.quoted_window
+        need = self.query_one(NeedButton).need
         self.busy(_("Holding a space for you..."))
         kiosk.call_core(
             self,
-            lambda: lk.hold(site, account.id, size, start, end, kiosk=kiosk.kiosk_id),
+            lambda: lk.hold(site, account.id, size, start, end, kiosk=kiosk.kiosk_id, need=need),
             lambda held: self.app.switch_screen(HoldScreen(held)),
         )
 
@@ -589,13 +625,21 @@ class ReservedScreen(KioskScreen):
             yield Label(_("Your space is reserved"), id="title")
             if self.payment.simulated:
                 yield Label(_("SIMULATED PAYMENT - NO MONEY TAKEN"), id="demo")
-            yield Label("", id="details")
-            yield Label(_("Printing your reservation..."), id="receipt")
-            yield QrCode(id="qr")
-            yield BigButton(_("Done"), "enter", id="home")
+            # The QR beside the facts, so Done stays on an 80x24 screen.
+            with Horizontal(id="qr-and-facts"):
+                yield QrCode(id="qr")
+                with Vertical(id="facts"):
+                    yield Label("", id="details")
+                    yield Label(_("Printing your reservation..."), id="receipt")
+                    # Still signed in: Done goes back to the account.
+                    yield BigButton(_("Done"), "enter", id="account-home")
 
     def on_mount(self) -> None:
         self.kiosk.print_receipt(self, self.payment)
+
+    @on(Button.Pressed, "#account-home")
+    def account_home(self) -> None:
+        self.kiosk.go_to_account()
 
     def receipt_done(self, text: str, reservation: Reservation | None = None) -> None:
         self.query_one("#receipt", Label).update(text)

@@ -177,6 +177,20 @@ class KioskApp(App[None]):
         self.switch_screen(screens.StartScreen())
         self.touched()
 
+    def go_to_account(self) -> None:
+        """Back to the signed-in driver's account screen (after reserving);
+        to the start when nobody is signed in any more."""
+        from kiosk.account import AccountHomeScreen
+
+        if self.account is None:
+            self.go_home()
+            return
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, AccountHomeScreen):
+            self.pop_screen()
+        if not isinstance(self.screen, AccountHomeScreen):
+            self.push_screen(AccountHomeScreen())
+        self.touched()
+
     # -- idle timeout -------------------------------------------------------
 
     def touched(self) -> None:
@@ -303,9 +317,11 @@ class KioskApp(App[None]):
         self._on(screen, screen.failed, error)
 
     @work(thread=True, exclusive=True, group="journey", exit_on_error=False)
-    def take_ticket(self, screen: screens.PlateScreen, size: Size, plate: str | None) -> None:
+    def take_ticket(
+        self, screen: screens.KioskScreen, size: Size, plate: str | None, need: str | None = None
+    ) -> None:
         try:
-            ticket = lk.enter(self.site, size, plate=plate, kiosk=self.kiosk_id)
+            ticket = lk.enter(self.site, size, plate=plate, kiosk=self.kiosk_id, need=need)
         except LotkeeperError as error:
             self._fail(screen, error)
             return
@@ -470,12 +486,11 @@ class KioskApp(App[None]):
         if payment.reservation_id is not None:
             self._print_reservation(screen, payment)
             return
-        status = None
-        if payment.stay_id is not None:
-            try:
-                status = lk.stay_status(self.site, payment.stay_id)
-            except LotkeeperError:
-                status = None
+        # The receipt as the engine words it: the fee lines as they were
+        # when this payment was taken and "Already paid" for earlier ones.
+        receipt = None
+        with contextlib.suppress(LotkeeperError):
+            receipt = lk.payment_receipt(self.site, payment.id)
         card = _card_text(payment)
         job = ReceiptPrint(
             words=_slip_words(),
@@ -487,13 +502,15 @@ class KioskApp(App[None]):
             ),
             lines=tuple(
                 (line.label, format_money(line.amount, payment.currency))
-                for line in (status.quote.lines if status else ())
+                for line in (receipt.lines if receipt else ())
             ),
             total=format_money(payment.amount, payment.currency),
             paid_with=card,
-            exit_by=self.describe_time(status.paid_until) if status else None,
+            exit_by=self.describe_time(receipt.exit_by) if receipt else None,
             simulated=payment.simulated,
         )
+        if receipt is not None:
+            self._on(screen, screen.show_receipt, receipt)
         try:
             self.printer.print_receipt(job)
             text = (

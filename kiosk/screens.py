@@ -22,13 +22,14 @@ from core.errors import (
 )
 from core.payments.provider import PaymentStatus
 from core.services.reservations import Reservation
-from core.services.stays import StayStatus
+from core.services.stays import Receipt, StayStatus
 from core.tariff import format_money
 from kiosk.i18n import LANGUAGES, N_, _, error_text, language
 from kiosk.widgets import (
     AvailabilityPanel,
     BigButton,
     FeeBreakdown,
+    NeedButton,
     OnScreenKeyboard,
     QrCode,
     size_name,
@@ -65,11 +66,20 @@ class KioskScreen(Screen[Any]):
 
     def on_key(self, event: Any) -> None:
         self.kiosk.touched()
-        for button in self.query(BigButton):
+        buttons = list(self.query(BigButton))
+        for button in buttons:
             if button.key == event.key and not button.disabled:
                 event.stop()
                 button.press()
                 return
+        if event.key == "escape" and not any(b.key == "escape" for b in buttons):
+            # Esc always leaves a screen: where no button shows Esc, it is
+            # the way out the screen has ("Done", "Back").
+            for button in buttons:
+                if button.id in ("home", "back", "account-home") and not button.disabled:
+                    event.stop()
+                    button.press()
+                    return
 
     @on(Button.Pressed, "#home")
     def home(self) -> None:
@@ -140,7 +150,24 @@ class StartScreen(KioskScreen):
     @on(Button.Pressed, "#enter-small, #enter-medium, #enter-large")
     def choose_size(self, event: Button.Pressed) -> None:
         size = Size.parse((event.button.id or "").removeprefix("enter-"))
+        counts = self.kiosk.availability
+        if counts is not None and counts.for_size(size).free_fitting == 0:
+            # Full by the live counts: the engine is asked at once, not after
+            # the plate, so the driver hears "full" straight away and the
+            # attendant sees the refusal. Should a space have come free this
+            # instant, the ticket is issued as with "Skip plate".
+            if not self.working:
+                self.busy(_("Checking..."))
+                self.kiosk.take_ticket(self, size, None)
+            return
         self.app.push_screen(PlateScreen(size))
+
+    def failed(self, error: LotkeeperError) -> None:
+        self.busy(None)
+        if isinstance(error, LotFull):
+            self.app.push_screen(LotFullScreen(Size.parse(error.size)))
+        else:
+            self.app.push_screen(MessageScreen(error_text(error)))
 
     @on(Button.Pressed, "#pay")
     def pay(self) -> None:
@@ -181,7 +208,8 @@ class StartScreen(KioskScreen):
 
 
 class PlateScreen(KioskScreen):
-    """Optional plate, then the ticket is issued."""
+    """Optional plate and an optional accessible or EV space, then the
+    ticket is issued."""
 
     def __init__(self, size: Size) -> None:
         super().__init__()
@@ -192,6 +220,8 @@ class PlateScreen(KioskScreen):
             yield Label(size_name(self.car_size), id="title")
             yield Label(_("Your licence plate (optional)"))
             yield Input(id="plate", max_length=15)
+            with Horizontal(id="needs"):
+                yield NeedButton()
             yield OnScreenKeyboard(id="keyboard")
             with Horizontal(id="actions"):
                 yield BigButton(_("Take ticket"), "enter", id="take")
@@ -223,15 +253,18 @@ class PlateScreen(KioskScreen):
         for button in self.query(Button):
             button.disabled = True
         self.busy(_("Printing your ticket..."))
-        self.kiosk.take_ticket(self, self.car_size, plate or None)
+        need = self.query_one(NeedButton).need
+        self.kiosk.take_ticket(self, self.car_size, plate or None, need)
 
     def failed(self, error: LotkeeperError) -> None:
         for button in self.query(Button):
             button.disabled = False
         self.busy(None)
-        if isinstance(error, LotFull):
+        if isinstance(error, LotFull) and getattr(error, "need", None) is None:
             self.app.switch_screen(LotFullScreen(self.car_size))
         else:
+            # No space with the feature asked for (named in the message):
+            # the driver stays here and may ask for any space instead.
             self.app.push_screen(MessageScreen(error_text(error)))
 
 
@@ -268,7 +301,6 @@ class TicketScreen(KioskScreen):
         self.problem = problem
 
     def compose(self) -> ComposeResult:
-        site = self.kiosk
         with Vertical():
             yield Label(
                 _("Your space: {spot}, {level}").format(
@@ -276,25 +308,35 @@ class TicketScreen(KioskScreen):
                 ),
                 id="title",
             )
-            yield Label(_("Ticket {code}").format(code=self.ticket.short_code), id="short")
-            if self.ticket.spot_size > self.ticket.size:
-                yield Label(_("All spaces of your size are taken, so you have a larger one."))
-            yield Label(
-                _("Entered {entered}. Please leave by {until}.").format(
-                    entered=site.describe_time(self.ticket.entered_at),
-                    until=site.describe_time(self.ticket.max_stay_until),
-                )
-            )
-            if not self.printed:
-                yield Label(
-                    self.problem
-                    or _("Your ticket could not be printed. Please take a photo of this code."),
-                    id="problem",
-                )
-                yield QrCode(id="qr")
-            else:
+            if self.printed:
+                yield from self.facts()
                 yield Label(_("Take your ticket. The gate is open."), id="done")
-            yield BigButton(_("Done"), "enter", id="home")
+                yield BigButton(_("Done"), "enter", id="home")
+                return
+            # The QR beside the facts: below them it would push Done off an
+            # 80x24 screen.
+            with Horizontal(id="qr-and-facts"):
+                yield QrCode(id="qr")
+                with Vertical(id="facts"):
+                    yield Label(
+                        self.problem
+                        or _("Your ticket could not be printed. Please take a photo of this code."),
+                        id="problem",
+                    )
+                    yield from self.facts()
+                    yield BigButton(_("Done"), "enter", id="home")
+
+    def facts(self) -> ComposeResult:
+        site = self.kiosk
+        yield Label(_("Ticket {code}").format(code=self.ticket.short_code), id="short")
+        if self.ticket.spot_size > self.ticket.size:
+            yield Label(_("All spaces of your size are taken, so you have a larger one."))
+        yield Label(
+            _("Entered {entered}. Please leave by {until}.").format(
+                entered=site.describe_time(self.ticket.entered_at),
+                until=site.describe_time(self.ticket.max_stay_until),
+            )
+        )
 
     def on_mount(self) -> None:
         if not self.printed:
@@ -392,6 +434,13 @@ class FeeScreen(KioskScreen):
                 _("Ticket {id}: space {spot}").format(id=status.ticket_id, spot=status.spot_label),
                 id="title",
             )
+            entered = _("Entered {time}.").format(time=self.kiosk.describe_time(status.entered_at))
+            if status.billed_from is not None:
+                # A reservation's stay: prepaid until its window's end.
+                entered += " " + _("Your reservation ended at {time}.").format(
+                    time=self.kiosk.describe_time(status.billed_from)
+                )
+            yield Label(entered, id="entered")
             yield FeeBreakdown(id="fee")
             if status.due:
                 with Horizontal(id="actions"):
@@ -459,18 +508,34 @@ class ReaderScreen(KioskScreen):
         with Vertical():
             yield Label(_("Present your card on the reader"), id="title")
             yield Label(_("Starting the card reader..."), id="reader")
+            yield Label("", id="reader-left")
             yield BigButton(_("Cancel"), "escape", id="cancel", variant="error")
             yield Label("", id="busy")
 
     def on_mount(self) -> None:
         self.kiosk.cancel_requested = False
         self.kiosk.pay(self, self.purchase, self.card)
+        self.set_interval(1.0, self.tick)
 
     def reader_status(self, payment: Payment) -> None:
         self.payment = payment
         label = self.query_one("#reader", Label)
         if payment.status is PaymentStatus.PENDING:
             label.update(_(payment.reader_message or "Waiting for the card reader..."))
+        self.tick()
+
+    def tick(self) -> None:
+        """How long the reader still waits for a card: the reader's timeout
+        counted on the site clock from when the payment started, as the
+        paying worker counts it."""
+        payment, line = self.payment, self.query_one("#reader-left", Label)
+        if payment is None or payment.status is not PaymentStatus.PENDING:
+            line.update("")
+            return
+        timeout = self.kiosk.site.settings.payments.reader_timeout_seconds
+        waited = (self.kiosk.site.clock.now() - payment.created_at).total_seconds()
+        left = max(0, int(timeout - waited))
+        line.update(_("The reader waits {n} s more for your card.").format(n=left))
 
     @on(Button.Pressed, "#cancel")
     def cancel(self) -> None:
@@ -532,6 +597,7 @@ class ReceiptScreen(KioskScreen):
             )
             if payment.simulated:
                 yield Label(_("SIMULATED PAYMENT - NO MONEY TAKEN"), id="demo")
+            yield FeeBreakdown(id="receipt-lines")
             yield Label(_("Printing your receipt..."), id="receipt")
             yield Label("", id="gate")
             yield BigButton(_("Done"), "enter", id="home")
@@ -540,6 +606,11 @@ class ReceiptScreen(KioskScreen):
         self.kiosk.print_receipt(self, self.payment)
         if self.purchase.leave_after and self.purchase.ticket_code:
             self.kiosk.leave_after_paying(self, self.purchase.ticket_code)
+
+    def show_receipt(self, receipt: Receipt) -> None:
+        self.query_one("#receipt-lines", FeeBreakdown).show_paid(
+            receipt.lines, receipt.currency, receipt.amount
+        )
 
     def receipt_done(self, text: str) -> None:
         self.query_one("#receipt", Label).update(text)

@@ -13,7 +13,7 @@ from textual.message import Message
 from textual.widgets import Button, Static
 
 from core.domain import Availability, Size
-from core.tariff import Quote, format_money
+from core.tariff import Quote, QuoteLine, format_money
 from kiosk.i18n import N_, _
 
 KEY_NAMES = {"enter": "Enter", "escape": "Esc"}
@@ -47,24 +47,59 @@ def size_name(size: Size) -> str:
 
 
 class AvailabilityPanel(Static):
-    """Free spots per size, as a walk-in would get them now."""
+    """Free spots per size of car, as a walk-in would get them now: the
+    spaces a car of that size fits in (its own size and larger), which is
+    more than the spaces of that size the attendant's CLI counts."""
 
     def show(self, availability: Availability | None) -> None:
         if availability is None:
             self.update(_("Checking free spaces..."))
             return
-        text = Text()
+        # A grid, not padded strings: a long size name (Spanish) keeps its
+        # gap before the count.
+        table = Table.grid(padding=(0, 3))
+        table.add_column(no_wrap=True)
+        table.add_column()
         for size in Size:
-            counts = availability.for_size(size)
-            free = counts.free_fitting
-            text.append(f"{size_name(size):<18}", style="bold")
-            if free:
-                text.append(_("{n} free").format(n=free), style="bold green")
-            else:
-                text.append(_("FULL"), style="bold red")
-            text.append("\n")
-        text.rstrip()
-        self.update(text)
+            free = availability.for_size(size).free_fitting
+            table.add_row(
+                Text(size_name(size), style="bold"),
+                Text(
+                    _("1 free space fits this car")
+                    if free == 1
+                    else _("{n} free spaces fit this car").format(n=free),
+                    style="bold green",
+                )
+                if free
+                else Text(_("FULL"), style="bold red"),
+            )
+        self.update(table)
+
+
+NEEDS: tuple[str | None, ...] = (None, "accessible", "ev")
+NEED_NAMES = {
+    None: N_("Space: any"),
+    "accessible": N_("Space: accessible"),
+    "ev": N_("Space: EV charging"),
+}
+
+
+class NeedButton(BigButton):
+    """The spot feature the driver asks for: each press moves on, from any
+    space to an accessible one, to one with EV charging, and back. A driver
+    who asks gets only a space with that feature."""
+
+    need: str | None = None
+    """None, "accessible" or "ev"."""
+
+    def __init__(self, key: str = "f4", *, id: str = "need") -> None:
+        super().__init__(_(NEED_NAMES[None]), key, id=id, variant="default")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        # The screen sees the press too (after this).
+        self.need = NEEDS[(NEEDS.index(self.need) + 1) % len(NEEDS)]
+        self.label = Text(f"{_(NEED_NAMES[self.need])} [{self.key.upper()}]")
+        self.variant = "default" if self.need is None else "warning"
 
 
 class KeyButton(Button):
@@ -123,10 +158,13 @@ class OnScreenKeyboard(Vertical):
 class FeeBreakdown(Static):
     """The lines of a quote and what is due, as the driver reads them."""
 
-    def show(self, quote: Quote, due: int) -> None:
+    def show(self, quote: Quote, due: int, heading: str | None = None) -> None:
+        """`heading` names what is priced (a reservation's size and window)."""
         table = Table.grid(padding=(0, 2), expand=True)
         table.add_column(ratio=1)
         table.add_column(justify="right", no_wrap=True)
+        if heading:
+            table.add_row(Text(heading, "bold"), "")
         for line in quote.lines:
             table.add_row(line.label, Text(format_money(line.amount, quote.currency), "bold"))
         table.add_row("", "")
@@ -134,6 +172,17 @@ class FeeBreakdown(Static):
             Text(_("To pay now:"), "bold"),
             Text(f" {format_money(due, quote.currency)} ", "bold reverse"),
         )
+        self.update(table)
+
+    def show_paid(self, lines: Iterable[QuoteLine], currency: str, paid: int) -> None:
+        """A receipt's lines ("Already paid" counts earlier payments only)
+        and what this payment took."""
+        table = Table.grid(padding=(0, 2), expand=True)
+        table.add_column(ratio=1)
+        table.add_column(justify="right", no_wrap=True)
+        for line in lines:
+            table.add_row(line.label, Text(format_money(line.amount, currency), "bold"))
+        table.add_row(Text(_("Paid now:"), "bold"), Text(format_money(paid, currency), "bold"))
         self.update(table)
 
 

@@ -692,3 +692,132 @@ def test_an_engine_message_is_shown_in_the_drivers_language(site: Site, tmp_path
         assert "Este ticket no es válido" in shown(app)
 
     run_kiosk(site, tmp_path, scenario)
+
+
+def test_a_full_size_says_full_at_once_and_the_attendant_sees_the_refusal(
+    make_site: SiteFactory, tmp_path: Path
+) -> None:
+    site = make_site(make_layout(small=1, medium=1))
+    lk.enter(site, "medium")
+    lk.enter(site, "small")
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        assert "FULL" in shown(app)
+        await press(app, pilot, "f2")  # medium: full, so no plate screen
+        assert isinstance(app.screen, screens.LotFullScreen)
+        assert "full for a medium car" in shown(app)
+
+    run_kiosk(site, tmp_path, scenario)
+    assert [e.kind for e in lk.recent_events(site).events].count("refused_full") == 1
+
+
+def test_esc_on_nothing_to_pay_goes_back_to_the_start(
+    site: Site, clock: FixedClock, tmp_path: Path
+) -> None:
+    ticket = lk.enter(site, "small")
+    clock.advance(hours=2)
+    paying = lk.pay_ticket(site, ticket.code)
+    lk.wait_for_payment(site, paying.id, sleep=lambda _: None)
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await press(app, pilot, "f5")
+        await pilot.press(*ticket.short_code)
+        await press(app, pilot, "enter")
+        assert isinstance(app.screen, screens.FeeScreen) and "Nothing to pay" in shown(app)
+        await press(app, pilot, "escape")
+        assert isinstance(app.screen, screens.StartScreen)
+
+    run_kiosk(site, tmp_path, scenario)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_card_reader_counts_down_the_time_it_waits_for_a_card(
+    site: Site, clock: FixedClock, tmp_path: Path
+) -> None:
+    from textual.widgets import Label
+
+    ticket = lk.enter(site, "small")
+    clock.advance(hours=2)
+    timeout = int(site.settings.payments.reader_timeout_seconds)
+    seen: list[str] = []
+    app_box: list[KioskApp] = []
+
+    def driver_waits(_seconds: float) -> None:
+        # Between polls of the reader: what the screen says now, then time passes.
+        app = app_box[0]
+        line = app.call_from_thread(lambda: app.screen.query_one("#reader-left", Label).content)
+        seen.append(str(line))
+        clock.advance(seconds=timeout // 3)
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        app_box.append(app)
+        purchase = screens.Purchase(ticket_code=ticket.code)
+        await app.push_screen(screens.ReaderScreen(purchase, card="tok_timeout"))
+        await settle(app, pilot)
+        assert isinstance(app.screen, screens.DeclinedScreen)  # the reader gave up
+
+    run_kiosk(site, tmp_path, scenario, payment_sleep=driver_waits)
+    step = timeout // 3
+    assert seen == [
+        f"The reader waits {timeout - n * step} s more for your card." for n in range(3)
+    ]
+
+
+def test_a_driver_who_asks_for_an_accessible_space_gets_one_or_hears_none_is_free(
+    make_site: SiteFactory, tmp_path: Path
+) -> None:
+    from core.layout import parse_layout
+
+    spots = [
+        {"label": "1A", "size": "medium", "accessible": True},
+        {"label": "1M1", "size": "medium"},
+        {"label": "1M2", "size": "medium"},
+    ]
+    site = make_site(parse_layout({"name": "Lot", "levels": [{"name": "L1", "spots": spots}]}, "t"))
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await press(app, pilot, "f2")
+        assert isinstance(app.screen, screens.PlateScreen)
+        assert "Space: any [F4]" in shown(app)
+        await press(app, pilot, "f4")
+        assert "Space: accessible [F4]" in shown(app)
+        await press(app, pilot, "f2")  # skip the plate
+        assert isinstance(app.screen, screens.TicketScreen)
+        assert app.screen.ticket.spot_label == "1A"
+        await press(app, pilot, "enter")
+        await press(app, pilot, "f2", "f4")  # accessible again: none is left
+        await press(app, pilot, "f2")
+        assert isinstance(app.screen, screens.MessageScreen)
+        assert "no accessible spot is free for a medium car" in shown(app)
+        await press(app, pilot, "enter")
+        assert isinstance(app.screen, screens.PlateScreen)  # may ask for any space
+        await press(app, pilot, "f4", "f4")  # EV, then back to any space
+        assert "Space: any [F4]" in shown(app)
+        await press(app, pilot, "f2")
+        assert isinstance(app.screen, screens.TicketScreen)
+        assert app.screen.ticket.spot_label in ("1M1", "1M2")
+
+    run_kiosk(site, tmp_path, scenario)
+
+
+def test_a_second_payment_s_receipt_says_already_paid_for_the_earlier_one_only(
+    site: Site, clock: FixedClock, tmp_path: Path
+) -> None:
+    ticket = lk.enter(site, "small")
+    clock.advance(minutes=20)
+    paying = lk.pay_ticket(site, ticket.code)
+    lk.wait_for_payment(site, paying.id, sleep=lambda _: None)  # $1.50
+    clock.advance(hours=1)
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await press(app, pilot, "f5")
+        await pilot.press(*ticket.short_code)
+        await press(app, pilot, "enter")
+        await press(app, pilot, "enter")  # pay by card
+        await press(app, pilot, "f1")  # approved
+        assert isinstance(app.screen, screens.ReceiptScreen)
+        text = shown(app)
+        assert "Already paid -$1.50" in text and "Paid now: $3.00" in text
+        assert text.count("Already paid") == 1
+
+    run_kiosk(site, tmp_path, scenario)

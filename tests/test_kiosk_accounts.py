@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from test_kiosk import IdleClock, press, run_kiosk, settle, shown
+from textual.widgets import Input
 
 from core import services as lk
 from core.clock import FixedClock
 from core.services.reservations import ReservationState
 from core.site import Site
 from core.storage.models import Reservation as ReservationRow
+from core.tariff import format_money
 from core.ticket_codes import RESERVATION
 from kiosk import account as screens_account
 from kiosk import screens
@@ -269,5 +271,100 @@ def test_the_on_screen_keyboard_types_into_the_touched_field_and_fits_at_80x24(
         await settle(app, pilot)
         assert screen.query_one("#password", Input).value == "ab1"
         assert screen.query_one("#name", Input).value == ""
+
+    run_kiosk(site, tmp_path, scenario)
+
+
+def test_the_reserve_form_shows_every_field_and_prices_the_window_it_names(
+    site: Site, clock: FixedClock, tmp_path: Path
+) -> None:
+    lk.create_account(site, "Ada", "ada@example.com", PASSWORD)
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await sign_in(app, pilot)
+        await press(app, pilot, "f1")
+        form = app.screen
+        assert isinstance(form, screens_account.ReserveScreen)
+        for field in ("Date", "Start", "Hours"):
+            assert field in shown(app)
+        await press(app, pilot, "f1")  # small: the price of the prefilled window
+        start = site.describe_time(clock.now() + timedelta(hours=1))
+        end = site.describe_time(clock.now() + timedelta(hours=3))
+        assert f"Small car, {start} to {end} (2 h)" in shown(app)
+        # Another length: the price shown before is not the one held.
+        form.query_one("#hours", Input).value = "3"
+        await settle(app, pilot)
+        assert "Choose the size of your car for the price." in shown(app)
+        await press(app, pilot, "enter")  # nothing to hold until priced again
+        assert app.screen is form
+        await press(app, pilot, "f1")
+        assert "(3 h)" in shown(app)
+        await press(app, pilot, "enter")
+        assert isinstance(app.screen, screens_account.HoldScreen)
+        assert app.screen.reservation.ends_at - app.screen.reservation.starts_at == timedelta(
+            hours=3
+        )
+
+    run_kiosk(site, tmp_path, scenario)
+
+
+def test_after_reserving_the_driver_stays_signed_in_on_their_account(
+    site: Site, tmp_path: Path
+) -> None:
+    lk.create_account(site, "Ada", "ada@example.com", PASSWORD)
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await sign_in(app, pilot)
+        await press(app, pilot, "f1", "f2", "enter", "enter", "f1")  # reserve, pay
+        assert isinstance(app.screen, screens_account.ReservedScreen)
+        await press(app, pilot, "enter")  # Done
+        assert isinstance(app.screen, screens_account.AccountHomeScreen)
+        assert app.account is not None and "Hello, Ada" in shown(app)
+        await press(app, pilot, "f2")  # my reservations: the new one is there
+        assert "confirmed" in shown(app)
+
+    run_kiosk(site, tmp_path, scenario)
+
+
+def test_a_reservation_for_an_ev_space_is_refused_naming_the_need(
+    site: Site, tmp_path: Path
+) -> None:
+    lk.create_account(site, "Ada", "ada@example.com", PASSWORD)  # the lot has no EV spot
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await sign_in(app, pilot)
+        await press(app, pilot, "f1", "f4", "f4")  # EV charging
+        assert "Space: EV charging [F4]" in shown(app)
+        await press(app, pilot, "f2", "enter")
+        assert isinstance(app.screen, screens.MessageScreen)
+        assert "no EV charging spot for a medium car" in shown(app)
+
+    run_kiosk(site, tmp_path, scenario)
+
+
+def test_the_fee_for_a_stay_past_its_reservation_shows_the_real_entry_and_both_parts(
+    site: Site, clock: FixedClock, tmp_path: Path
+) -> None:
+    from test_reservations import reserve
+
+    booked = reserve(site, clock, start_hours=1, hours=2)
+    clock.advance(minutes=56)  # checks in 4 minutes early
+    entered = clock.now()
+    ticket = lk.check_in(site, booked.code)
+    clock.advance(hours=3, minutes=4)  # an hour past the window
+    quote = lk.ticket_status(site, ticket.code).quote
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await press(app, pilot, "f5")
+        await pilot.press(*ticket.short_code)
+        await press(app, pilot, "enter")
+        assert isinstance(app.screen, screens.FeeScreen)
+        text = shown(app)
+        assert f"Entered {site.describe_time(entered)}." in text
+        assert f"Your reservation ended at {site.describe_time(booked.ends_at)}." in text
+        assert "$3.00" in text  # an hour of parking after the window
+        assert format_money(quote.overstay, quote.currency) in text
+        assert "Overstay fee" in text
+        assert f"To pay now: {format_money(quote.due, quote.currency)}" in text
 
     run_kiosk(site, tmp_path, scenario)
