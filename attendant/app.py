@@ -38,13 +38,20 @@ from textual.widgets import (
 )
 
 from attendant.booth import LostTicketScreen, ReportScreen
-from attendant.widgets import FEED_FILTERS, LEGEND, LotGrid, feed_line, is_alert
+from attendant.widgets import (
+    FEED_FILTERS,
+    LEGEND,
+    LotGrid,
+    alert_severity,
+    feed_line,
+    is_alert,
+)
 from core import services as lk
 from core.devices.gate import Gate, LoggedGate
 from core.devices.printer import Printer, PrinterError, SlipPrint, site_printer
 from core.domain import Event, Payment, SpotState, SpotStatus
 from core.errors import InvalidInput, LotkeeperError, NotFound
-from core.services import booth, overrides, shifts, staff
+from core.services import booth, devices, overrides, shifts, staff
 from core.services.availability import summarize
 from core.services.events import EventCursor
 from core.services.stays import StayStatus
@@ -237,6 +244,7 @@ class ConsoleScreen(Screen[None]):
         Binding("o", "service", "Out of service / back", show=False),
         Binding("c", "cancel_reservation", "Cancel a reservation", show=False),
         Binding("r", "refund", "Refund", show=False),
+        Binding("d", "decommission", "Decommission a kiosk", show=False),
         Binding("l", "lost", "Lost ticket", key_display="l"),
         Binding("slash", "search", "Search"),
         Binding("a", "acknowledge", "Ack alerts"),
@@ -497,6 +505,25 @@ class ConsoleScreen(Screen[None]):
             done,
         )
 
+    def action_decommission(self) -> None:
+        console: AttendantApp = self.app  # type: ignore[assignment]
+
+        def done(answer: dict[str, str] | None) -> None:
+            if answer:
+                device = answer["device"].strip()
+                console.override(
+                    lambda who: devices.decommission_device(
+                        console.site, who.actor, device, answer["reason"]
+                    ),
+                    f"{device} decommissioned: its alerts are gone until it reports again.",
+                )
+
+        self._ask(
+            "Decommission a kiosk taken away",
+            [("device", "Device id (as the alert names it)", False)],
+            done,
+        )
+
     def action_acknowledge(self) -> None:
         console: AttendantApp = self.app  # type: ignore[assignment]
         console.acknowledge_alerts()
@@ -564,9 +591,14 @@ class AttendantApp(App[None]):
         self.last_resync = 0.0
         self.events: list[Event] = []
         self.acknowledged = 0
-        self.standing: list[str] = []
+        self.standing: list[devices.StandingAlert] = []
         """Alerts that are states (quiet kiosks, faulty parts, holds about
         to expire), read with the lot."""
+        self.acknowledged_states: set[str] = set()
+        """Keys of the standing alerts (and overstays) acknowledged: hidden
+        until the state changes (a kiosk that beats, then falls silent again,
+        is a new alert)."""
+        self.shown_states: set[str] = set()
 
     # -- start, lock -----------------------------------------------------------
 
@@ -684,7 +716,7 @@ class AttendantApp(App[None]):
             batch = lk.events_since(self.site, self.cursor or 0)
             resync = bool(batch.events) or now - self.last_resync > RESYNC_SECONDS
             snapshot = lk.snapshot(self.site) if resync else None
-            standing = lk.standing_alerts(self.site) if resync else self.standing
+            standing = devices.standing_alert_list(self.site) if resync else self.standing
             # The 24 h history moves slowly: read every RESYNC_SECONDS, not on
             # every change (its last point is at most that old).
             occupancy = self.occupancy
@@ -703,7 +735,7 @@ class AttendantApp(App[None]):
         events: Any,
         cursor: EventCursor,
         snapshot: Any,
-        standing: list[str],
+        standing: list[devices.StandingAlert],
         occupancy: list[int],
         now: float,
     ) -> None:
@@ -762,16 +794,30 @@ class AttendantApp(App[None]):
             return
         wanted = FEED_FILTERS.get(str(screen.query_one("#filter", Select).value))
         needle = screen.query_one("#find", Input).value.strip().lower()
-        feed, alerts = Text(), Text()
-        for line in self.standing:
-            alerts.append(line + "\n", style="bold red")
+        feed = Text()
+        # The alerts, most urgent first (then newest first): a driver at a
+        # refusing lane before an overstay before a kiosk gone quiet.
+        alerts: list[tuple[int, Text]] = []
+        states: set[str] = set()
+        for standing in self.standing:
+            if standing.key not in self.acknowledged_states:
+                states.add(standing.key)
+                alerts.append((standing.severity, Text(standing.text, style="bold red")))
         for spot in self.spots:  # a state, read with the lot: shown while it lasts
-            if spot.status is SpotStatus.OVERSTAY:
+            key = f"overstay:{spot.ticket_id}"
+            if spot.status is SpotStatus.OVERSTAY and key not in self.acknowledged_states:
+                states.add(key)
                 alerts.append(
-                    f"Overstay in {spot.label}: ticket {spot.ticket_id}"
-                    f"{', ' + spot.plate if spot.plate else ''}\n",
-                    style="bold red",
+                    (
+                        devices.FAULT,
+                        Text(
+                            f"Overstay in {spot.label}: ticket {spot.ticket_id}"
+                            f"{', ' + spot.plate if spot.plate else ''}",
+                            style="bold red",
+                        ),
+                    )
                 )
+        self.shown_states = states
         shown_feed = shown_alerts = 0
         today = self.site.local(self.site.clock.now()).date()
         for event in reversed(self.events):
@@ -784,11 +830,12 @@ class AttendantApp(App[None]):
                 feed.append("\n")
                 shown_feed += 1
             if shown_alerts < FEED_LINES and is_alert(event) and event.id > self.acknowledged:
-                alerts.append_text(feed_line(event, when))
-                alerts.append("\n")
+                alerts.append((alert_severity(event), feed_line(event, when)))
                 shown_alerts += 1
+        alerts.sort(key=lambda alert: alert[0])  # stable: newest first within a severity
+        panel = Text("\n").join(text for _, text in alerts)
         screen.query_one("#feed", Static).update(feed)
-        screen.query_one("#alerts", Static).update(alerts or Text("No alerts.", style="dim"))
+        screen.query_one("#alerts", Static).update(panel or Text("No alerts.", style="dim"))
 
     def show_detail(self, spot: SpotState) -> None:
         """The selected spot: its car (plate, ticket, since when, fee so far),
@@ -831,16 +878,24 @@ class AttendantApp(App[None]):
         self.call_core(details, show)
 
     def acknowledge_alerts(self) -> None:
+        """The alerts shown are seen: the events (recorded in the audit
+        trail) and the standing ones, until their state changes."""
         who = self.staff
-        if who is None or not self.events:
+        if who is None:
+            return
+        states = set(self.shown_states)
+        if not self.events:
+            self._acked(self.acknowledged, states)
             return
         upto = self.events[-1].id
         self.call_core(
-            lambda: overrides.acknowledge_alerts(self.site, who, upto), lambda _: self._acked(upto)
+            lambda: overrides.acknowledge_alerts(self.site, who, upto),
+            lambda _: self._acked(upto, states),
         )
 
-    def _acked(self, upto: int) -> None:
+    def _acked(self, upto: int, states: set[str]) -> None:
         self.acknowledged = upto
+        self.acknowledged_states |= states
         self.refill_feed()
 
     # -- lost ticket, search, shift -----------------------------------------------

@@ -130,6 +130,17 @@ FEED_FILTERS = {
 }
 
 
+# Lower is more urgent (as `core.services.devices`' standing alerts): a
+# driver stuck at a lane first, then what needs a hand soon.
+ALERT_SEVERITY = {"check_in_refused": 0, "invalid_ticket": 0, "device_fault": 1, "overstay": 1}
+
+
+def alert_severity(event: Event) -> int:
+    if event.kind == "device_fault" and event.data.get("component") == "help":
+        return 0
+    return ALERT_SEVERITY.get(event.kind, 2)
+
+
 def is_alert(event: Event) -> bool:
     return (event.kind in ALERT_KINDS and event.kind != "refused_full") or bool(
         event.data.get("alert")

@@ -372,15 +372,49 @@ def cmd_staff_disable(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _supervisor(site: Any, name: str) -> Any:
-    """The supervisor `name`, signed in with their PIN (asked as for
+def _signed_in(site: Any, name: str, *, supervisor: bool = False) -> Any:
+    """The staff member `name`, signed in with their PIN (asked as for
     `staff add`): the same check, throttle and audit as at the console."""
     from core.services.staff import staff_sign_in
 
     who = staff_sign_in(site, name, _ask_pin(f"{name}'s PIN: "))
-    if not who.supervisor:
+    if supervisor and not who.supervisor:
         raise ConfigError(f"{who.name} is not a supervisor; nothing was changed")
     return who
+
+
+def cmd_device_list(args: argparse.Namespace, out: TextIO) -> int:
+    from core.services.devices import device_health
+
+    site = _open(args)
+    found = device_health(site)
+    if not found:
+        out.write("No device has reported yet.\n")
+    for device in found:
+        faulty = [
+            f"{name}: {part.detail or part.state}"
+            for name, part in device.components.items()
+            if part.state == "fault"
+        ]
+        state = "SILENT" if device.silent else ("FAULT " + "; ".join(faulty) if faulty else "ok")
+        out.write(
+            f"{device.device_id:<16} {device.role:<9} last heartbeat "
+            f"{site.describe_time(device.last_seen_at)}  {state}\n"
+        )
+    return 0
+
+
+def cmd_device_decommission(args: argparse.Namespace, out: TextIO) -> int:
+    from core.services.devices import decommission_device
+
+    site = _open(args)
+    who = _signed_in(site, args.staff)
+    gone = decommission_device(site, who.actor, args.device_id, args.reason)
+    out.write(
+        f"{gone.device_id} decommissioned (last heartbeat "
+        f"{site.describe_time(gone.last_seen_at)}): its alerts are gone until it reports again.\n"
+    )
+    return 0
 
 
 def _money_arg(text: str, what: str) -> int:
@@ -432,7 +466,7 @@ def cmd_shift_close(args: argparse.Namespace, out: TextIO) -> int:
 
     counted = _money_arg(args.counted, "--counted")
     site = _open(args)
-    who = _supervisor(site, args.supervisor)
+    who = _signed_in(site, args.supervisor, supervisor=True)
     report = close_shift_by_id(site, who, args.shift_id, counted)
     _write_report(report, out, args.csv)
     return 0
@@ -574,6 +608,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--supervisor", required=True, help="your name; your PIN is asked (or read from stdin)"
     )
     shift_close.add_argument("--csv", action="store_true", help="the report as CSV")
+
+    device = commands.add_parser("device", help="kiosks and their health").add_subparsers(
+        dest="device", required=True
+    )
+    add("list", cmd_device_list, "every device that reported: last heartbeat, faults", device)
+    decommission = add(
+        "decommission",
+        cmd_device_decommission,
+        "forget a kiosk taken away (silent for 30 s at least): its alerts go",
+        device,
+    )
+    decommission.add_argument("device_id")
+    decommission.add_argument("--staff", required=True, help="your name; your PIN is asked")
+    decommission.add_argument("--reason", required=True, help="why (a few words)")
 
     report = add("report", cmd_report, "a day's figures: entries, exits, revenue, overrides")
     report.add_argument("--day", required=True, help="site-local date, YYYY-MM-DD")

@@ -617,3 +617,39 @@ def test_the_feed_keeps_a_gap_after_a_long_kind() -> None:
     at = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
     event = Event(1, at, "check_in_refused", "Check-in refused", "lane-1", None, None, {})
     assert "check_in_refused  Check-in refused" in feed_line(event, "09:00").plain
+
+
+def test_an_overstay_comes_before_quiet_kiosks_which_are_acknowledged_or_decommissioned(
+    site: Site, clock: FixedClock, ana: Any
+) -> None:
+    from core.services.devices import Component
+
+    ticket = lk.enter(site, "small", plate="KLX 481")
+    for n in range(1, 6):  # kiosks that were taken away
+        lk.report_heartbeat(site, f"old-{n}", "entry", {"printer": Component("ok")})
+    clock.advance(hours=site.max_stay.total_seconds() / 3600 + 1)
+
+    def panel(app: AttendantApp) -> list[str]:
+        return str(app.screen.query_one("#alerts", Static).render()).splitlines()
+
+    async def scenario(app: AttendantApp, pilot: Any) -> None:
+        await log_in(app, pilot, "Ana", "1357")
+        lines = panel(app)
+        assert lines[0].startswith(f"Overstay in {ticket.spot_label}")
+        assert sum("no heartbeat" in line for line in lines) == 5
+        await press(app, pilot, "d")
+        await fill(app, pilot, "old-1", "kiosk removed")
+        assert message(app) == "old-1 decommissioned: its alerts are gone until it reports again."
+        await press(app, pilot, "enter")
+        app.last_resync = float("-inf")  # the next tail re-reads the lot at once
+        await settle(app, pilot)
+        app.follow()
+        await settle(app, pilot)
+        assert not any("old-1" in line for line in panel(app))
+        await press(app, pilot, "a")
+        assert panel(app) == ["No alerts."]
+
+    run_console(site, scenario)
+    assert [d.device_id for d in lk.device_health(site)] == [f"old-{n}" for n in range(2, 6)]
+    actions = [e.action for e in audit_entries(site)]
+    assert "device_decommissioned" in actions and "alerts_acknowledged" in actions

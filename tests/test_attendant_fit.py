@@ -109,6 +109,7 @@ JOURNEYS: dict[str, list[Step]] = {
     "cancel a reservation": [keys("c"), answers("NOPE", "typo test")],
     "refund and the supervisor's PIN": [keys("r"), answers("1", "", "double charge")],
     "search": [keys("slash"), answers("KLX 481")],
+    "decommission": [keys("d"), answers("lane-2", "x"), keys("escape")],
     "lost ticket": [keys("l"), answers("KLX 481"), keys("c")],
     "shift": [keys("s"), answers("100"), keys("enter"), keys("s"), answers("100")],
 }

@@ -266,3 +266,31 @@ def test_a_supervisor_closes_a_disabled_attendants_open_shift_from_the_command_l
     assert run("shift", "list", "--open") == (0, "No open shifts.\n")
     assert "closed" in run("shift", "list")[1]
     assert run("audit", "verify")[0] == 0
+
+
+def test_device_list_and_decommission_of_a_removed_kiosk(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from core.clock import FixedClock
+    from core.services.devices import Component
+    from core.services.staff import add_staff
+
+    assert run("device", "list") == (0, "No device has reported yet.\n")
+    site = open_site(load_settings(), clock=FixedClock(datetime.now(UTC) - timedelta(hours=1)))
+    try:
+        add_staff(site, "Ana", "attendant", "1357")
+        lk.report_heartbeat(site, "old-lane", "entry", {"printer": Component("ok")})
+    finally:
+        site.close()
+    code, out = run("device", "list")
+    assert code == 0 and "old-lane" in out and "SILENT" in out
+    monkeypatch.setattr(sys, "stdin", io.StringIO("1357\n"))
+    code, out = run(
+        "device", "decommission", "old-lane", "--staff", "Ana", "--reason", "kiosk removed"
+    )
+    assert code == 0 and out.startswith("old-lane decommissioned")
+    assert run("device", "list") == (0, "No device has reported yet.\n")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("1357\n"))
+    assert run("device", "decommission", "old-lane", "--staff", "Ana", "--reason", "again")[0] == 1

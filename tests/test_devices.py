@@ -81,3 +81,48 @@ def test_standing_alerts_name_quiet_kiosks_faulty_parts_and_expiring_holds(
     clock.advance(SILENT_AFTER + timedelta(seconds=1))
     lk.report_heartbeat(site, "lane-2", "pay", OK)
     assert lk.standing_alerts(site) == ["lane-1: no heartbeat since 09:04 on 22 Nov"]
+
+
+def test_a_removed_kiosk_is_decommissioned_once_and_only_when_silent(
+    site: Site, clock: FixedClock
+) -> None:
+    import pytest
+
+    from core.errors import InvalidInput, NotFound
+    from core.services.audit import audit_entries
+    from core.services.devices import decommission_device
+    from core.services.staff import add_staff
+
+    ana = add_staff(site, "Ana", "attendant", "1357").actor
+    lk.report_heartbeat(site, "lane-9", "entry", OK)
+    with pytest.raises(InvalidInput, match="still reporting"):
+        decommission_device(site, ana, "lane-9", "kiosk removed")
+    clock.advance(SILENT_AFTER * 2)
+    assert lk.standing_alerts(site) == ["lane-9: no heartbeat since 09:00 on 22 Nov"]
+    with pytest.raises(InvalidInput, match="reason"):
+        decommission_device(site, ana, "lane-9", "x")
+    gone = decommission_device(site, ana, "lane-9", "kiosk removed")
+    assert gone.device_id == "lane-9"
+    assert lk.standing_alerts(site) == [] and lk.device_health(site) == []
+    with pytest.raises(NotFound):
+        decommission_device(site, ana, "lane-9", "kiosk removed")
+    (entry,) = [e for e in audit_entries(site) if e.action == "device_decommissioned"]
+    assert (entry.staff_name, entry.target, entry.reason) == ("Ana", "lane-9", "kiosk removed")
+    override = [e for e in lk.recent_events(site).events if e.kind == "override"]
+    assert override[-1].data["device"] == "lane-9"
+    lk.report_heartbeat(site, "lane-9", "entry", OK)  # plugged in again: back
+    assert [d.device_id for d in lk.device_health(site)] == ["lane-9"]
+
+
+def test_standing_alerts_come_most_urgent_first(site: Site, clock: FixedClock) -> None:
+    from datetime import timedelta
+
+    from core.services.devices import FAULT, SILENT, URGENT, standing_alert_list
+
+    lk.report_heartbeat(site, "lane-1", "entry", OK)
+    clock.advance(SILENT_AFTER + timedelta(seconds=1))
+    lk.report_heartbeat(site, "lane-2", "pay", OK | {"reader": Component("fault", "offline")})
+    lk.report_heartbeat(site, "lane-3", "pay", OK | {"help": Component("fault", "driver asks")})
+    alerts = standing_alert_list(site)
+    assert [a.severity for a in alerts] == [URGENT, FAULT, SILENT]
+    assert alerts[0].text == "lane-3: help: driver asks"

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from core.domain import EventKind
-from core.errors import InvalidInput
+from core.errors import InvalidInput, NotFound
+from core.services.audit import Actor, record_audit
 from core.services.events import record_event
 from core.site import Site
 from core.storage.database import Conflict, rows_touched
@@ -170,23 +171,55 @@ def device_health(site: Site) -> list[DeviceHealth]:
     ]
 
 
-def standing_alerts(site: Site, hold_warning: timedelta = timedelta(minutes=1)) -> list[str]:
-    """Alerts that are states, not events: kiosks that went quiet (no
-    heartbeat for `SILENT_AFTER`), parts still faulty, and holds about to
-    expire unpaid. For the attendant's alert panel, read with the lot."""
+# How urgent a standing alert is (lower first); the console sorts its alert
+# panel by these, then newest first (docs/attendant.md, "Alerts").
+URGENT, FAULT, SILENT, NOTICE = range(4)
+
+
+@dataclass(frozen=True)
+class StandingAlert:
+    """An alert that is a state, not an event, while it lasts."""
+
+    key: str
+    """The same for as long as this state lasts (a kiosk silent since one
+    heartbeat, a part faulty with one detail): an acknowledgement of the
+    key hides the alert until the state changes."""
+    severity: int
+    text: str
+
+
+def standing_alert_list(
+    site: Site, hold_warning: timedelta = timedelta(minutes=1)
+) -> list[StandingAlert]:
+    """Alerts that are states, not events, the most urgent first: a driver
+    asking for help at a kiosk, parts still faulty, kiosks that went quiet
+    (no heartbeat for `SILENT_AFTER`; a kiosk taken away for good is
+    decommissioned, `decommission_device`, and its alert goes), and holds
+    about to expire unpaid. For the attendant's alert panel, read with the lot."""
     from core.storage.models import Reservation
 
     now = site.clock.now()
-    lines = []
+    alerts = []
     for device in device_health(site):
         if device.silent:
-            lines.append(
-                f"{device.device_id}: no heartbeat since {site.describe_time(device.last_seen_at)}"
+            since = site.describe_time(device.last_seen_at)
+            alerts.append(
+                StandingAlert(
+                    f"silent:{device.device_id}:{device.last_seen_at.isoformat()}",
+                    SILENT,
+                    f"{device.device_id}: no heartbeat since {since}",
+                )
             )
             continue
         for name, part in device.components.items():
             if part.state == "fault":
-                lines.append(f"{device.device_id}: {name}: {part.detail}")
+                alerts.append(
+                    StandingAlert(
+                        f"fault:{device.device_id}:{name}:{part.detail}",
+                        URGENT if name == "help" else FAULT,
+                        f"{device.device_id}: {name}: {part.detail}",
+                    )
+                )
     expiring = site.db.read(
         lambda s: list(
             s.execute(
@@ -201,5 +234,84 @@ def standing_alerts(site: Site, hold_warning: timedelta = timedelta(minutes=1)) 
     )
     for reservation_id, expires in expiring:
         seconds = int((expires - now).total_seconds())
-        lines.append(f"Hold on reservation {reservation_id} expires in {seconds} s, unpaid")
-    return lines
+        alerts.append(
+            StandingAlert(
+                f"hold:{reservation_id}",
+                NOTICE,
+                f"Hold on reservation {reservation_id} expires in {seconds} s, unpaid",
+            )
+        )
+    return sorted(alerts, key=lambda alert: alert.severity)
+
+
+def standing_alerts(site: Site, hold_warning: timedelta = timedelta(minutes=1)) -> list[str]:
+    """The texts of `standing_alert_list`, the most urgent first."""
+    return [alert.text for alert in standing_alert_list(site, hold_warning)]
+
+
+# Decides by its row: only a kiosk silent for `SILENT_AFTER` goes. A kiosk
+# that beats meanwhile moved `last_seen_at` and stays; one that beats after
+# finds no row and comes back as new.
+_DECOMMISSION = delete(Device).where(
+    Device.site_id == bindparam("b_site"),
+    Device.device_id == bindparam("b_device"),
+    Device.last_seen_at <= bindparam("b_silent_since"),
+)
+
+
+def decommission_device(site: Site, by: Actor, device_id: str, reason: str) -> DeviceHealth:
+    """Forget a kiosk taken away for good, so its "no heartbeat" alert goes
+    (its events stay in the log). Done by a staff member with a reason, and
+    audited like an override. Refused with `InvalidInput` while it still
+    reports (a heartbeat within `SILENT_AFTER`): switch it off first; a kiosk
+    that reports again later is simply back. `NotFound` when no such device."""
+    from core.services.overrides import _reason  # one rule for every reason
+
+    why = _reason(reason)
+    device_id = device_id.strip()
+
+    def work(session: Session) -> DeviceHealth | str:
+        now = site.clock.now()
+        row = session.get(Device, (site.id, device_id))
+        if row is None:
+            raise NotFound(f"There is no device {device_id!r}; `lotkeeper device list` names them.")
+        gone = DeviceHealth(
+            row.device_id, row.role, _components(row.components), row.last_seen_at, True
+        )
+        params = {"b_site": site.id, "b_device": device_id, "b_silent_since": now - SILENT_AFTER}
+        if rows_touched(session.execute(_DECOMMISSION, params)) != 1:
+            return (
+                f"{device_id} is still reporting (a heartbeat since "
+                f"{site.describe_time(now - SILENT_AFTER)}): switch it off first."
+            )
+        seq = record_audit(
+            session,
+            site,
+            by,
+            "device_decommissioned",
+            target=device_id,
+            reason=why,
+            data={"role": row.role, "last_seen_at": row.last_seen_at.isoformat()},
+            at=now,
+        )
+        record_event(
+            session,
+            site.id,
+            now,
+            EventKind.OVERRIDE,
+            f"Device {device_id} decommissioned by {by.name}: {why}",
+            source=f"staff:{by.name}",
+            data={
+                "action": "device_decommissioned",
+                "staff": by.name,
+                "reason": why,
+                "audit_seq": seq,
+                "device": device_id,
+            },
+        )
+        return gone
+
+    done = site.db.write(work)
+    if isinstance(done, str):
+        raise InvalidInput(done)
+    return done
