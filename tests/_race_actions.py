@@ -13,7 +13,16 @@ from sqlalchemy import bindparam, text, update
 from core import services as lk
 from core.clock import FixedClock as FixedClock
 from core.config import load_settings
-from core.services import api_access, booth, notifications, overrides, payments, shifts, staff
+from core.services import (
+    api_access,
+    booth,
+    devices,
+    notifications,
+    overrides,
+    payments,
+    shifts,
+    staff,
+)
 from core.site import Site, open_site
 from core.storage.models import (
     Notification,
@@ -99,6 +108,15 @@ ACTIONS: dict[str, Callable[..., Any]] = {
     "deliver": lambda site, owner: [
         (n.id, outcome) for n, outcome in notifications.deliver_notifications(site, owner, None)
     ],
+    "close_shift_by_id": lambda site, who, shift_id: (
+        shifts.close_shift_by_id(site, who, shift_id, 10_000).title
+    ),
+    "decommission": lambda site, who, device: (
+        devices.decommission_device(site, who.actor, device, REASON).device_id
+    ),
+    "heartbeat": lambda site, device: devices.report_heartbeat(
+        site, device, "entry", {"printer": devices.Component("ok")}
+    ),
 }
 
 
@@ -276,6 +294,21 @@ def _lease_taken_notice() -> None:
     )
 
 
+def _decommission_a_live_kiosk() -> None:
+    """A decommission deletes the device whether or not it went silent."""
+    from sqlalchemy import delete
+
+    from core.storage.models import Device
+
+    _without(
+        devices,
+        "_DECOMMISSION",
+        delete(Device).where(
+            Device.site_id == bindparam("b_site"), Device.device_id == bindparam("b_device")
+        ),
+    )
+
+
 PLANTS: dict[str, Callable[[], None]] = {
     "check_in_by_id": _check_in_by_id,
     "cancel_by_id": _cancel_by_id,
@@ -291,4 +324,5 @@ PLANTS: dict[str, Callable[[], None]] = {
     "release_by_id": _release_by_id,
     "sign_in_when_disabled": _sign_in_when_disabled,
     "lease_taken_notice": _lease_taken_notice,
+    "decommission_a_live_kiosk": _decommission_a_live_kiosk,
 }

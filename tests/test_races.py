@@ -541,11 +541,19 @@ def _close_or_enter_check(site: Site, prepared: Prepared, results: list[Round]) 
 
 @scenario("shift-close", make_layout(small=1), "close_shift_twice", False)
 def _shift_close(site: Site, clock: FixedClock, rounds: int) -> Prepared:
-    """A shift closed from four consoles at once."""
+    """A shift closed from four consoles at once: two by its owner, two by
+    a supervisor closing it by its number (`lotkeeper shift close`)."""
     staff = [supervisor(site, f"Ana {i}") for i in range(rounds)]
-    for member in staff:
-        shifts.open_shift(site, member, 10_000)
-    return Prepared([[call("close_shift", m)] * WIDTH for m in staff], START, staff)
+    boss = supervisor(site, "Sue")
+    opened = [shifts.open_shift(site, member, 10_000).id for member in staff]
+    return Prepared(
+        [
+            [call("close_shift", m), call("close_shift_by_id", boss, i)] * (WIDTH // 2)
+            for m, i in zip(staff, opened, strict=True)
+        ],
+        START,
+        staff,
+    )
 
 
 @checks(_shift_close)
@@ -676,6 +684,49 @@ def _idempotency_key_check(site: Site, prepared: Prepared, results: list[Round])
     for result in results:
         assert [o.value for o in result.won()] == ["runs"], result.outcomes
         assert result.errors() == {"IdempotencyConflict": WIDTH - 1}
+
+
+@scenario("decommission-or-heartbeat", make_layout(small=1), "decommission_a_live_kiosk", True)
+def _decommission_or_heartbeat(site: Site, clock: FixedClock, rounds: int) -> Prepared:
+    """A kiosk silent for a minute is decommissioned from two consoles just
+    as it comes back and beats twice; then, 10 s after its beat, from two
+    consoles again (a round whose order is known: the beat came first)."""
+    staff = supervisor(site)
+    kiosks = [f"kiosk-{r}" for r in range(rounds)]
+    clock.set(START - timedelta(minutes=1))
+    for kiosk in kiosks:
+        lk.report_heartbeat(site, kiosk, "entry", {})
+    clock.set(START)
+    later = START + timedelta(seconds=10)
+    mixed = [
+        [
+            call("decommission", staff, k),
+            call("heartbeat", k),
+            call("heartbeat", k),
+            call("decommission", staff, k),
+        ]
+        for k in kiosks
+    ]
+    after = [[call("decommission", staff, k, at=later)] * 2 + [call("noop")] * 2 for k in kiosks]
+    return Prepared(mixed + after, START, kiosks)
+
+
+@checks(_decommission_or_heartbeat)
+def _decommission_or_heartbeat_check(site: Site, prepared: Prepared, results: list[Round]) -> None:
+    alive = {d.device_id: d for d in lk.device_health(site)}
+    kiosks = prepared.ctx
+    mixed, after = results[: len(kiosks)], results[len(kiosks) :]
+    for kiosk, result, late in zip(kiosks, mixed, after, strict=True):
+        # Whatever the order, the kiosk that beat at START is known after it:
+        # a decommission either came first (the beat brings it back) or was
+        # refused (it beat within the last 30 s), and so are the later ones.
+        assert kiosk in alive and alive[kiosk].last_seen_at == START, result.outcomes
+        assert len(result.won("decommission")) <= 1
+        assert set(result.errors()) <= {"InvalidInput", "NotFound"}
+        assert len(result.won("heartbeat")) == 2
+        assert late.errors() == {"InvalidInput": 2}, late.outcomes
+    decommissioned = sum(len(r.won("decommission")) for r in mixed)
+    assert count(site, AuditRow, AuditRow.action == "device_decommissioned") == decommissioned
 
 
 # -- the arenas: one group of processes per database and per honesty ---------------------
@@ -848,6 +899,10 @@ def test_a_notice_due_at_four_workers_is_sent_once(honest: Arena) -> None:
 
 def test_one_api_write_sent_four_times_under_one_key_runs_once(honest: Arena) -> None:
     honest.check("idempotency-key")
+
+
+def test_a_kiosk_decommissioned_as_it_comes_back_stays_known(honest: Arena) -> None:
+    honest.check("decommission-or-heartbeat")
 
 
 PLANTED = [
