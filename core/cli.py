@@ -50,27 +50,41 @@ def _print_json(data: Any, out: TextIO) -> None:
 
 
 def _availability_table(site_name: str, when: str, avail: Availability) -> str:
-    header = ("size", "total", "free", "occupied", "held", "reserved", "out of service")
-    counts = [
-        [s.total, s.free, s.occupied, s.held, s.reserved, s.out_of_service] for s in avail.sizes
+    """Spots *of each size* (not the spots a car of that size fits, which is
+    what the kiosk counts: a small car also fits medium and large spots)."""
+    counts: list[tuple[str, int, int, int, int, int, int]] = [
+        (
+            f"{s.size.label} spots:",
+            s.free,
+            s.total,
+            s.occupied,
+            s.held,
+            s.reserved,
+            s.out_of_service,
+        )
+        for s in avail.sizes
     ]
-    totals = [sum(column) for column in zip(*counts, strict=True)]
-    rows: list[Sequence[object]] = [
-        [s.size.label, *c] for s, c in zip(avail.sizes, counts, strict=True)
-    ]
-    rows.append(["all", *totals])
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    if counts:
+        free, total, occupied, held, reserved, closed = (
+            sum(column) for column in list(zip(*counts, strict=True))[1:]
+        )
+        counts.append(("all spots:", free, total, occupied, held, reserved, closed))
+    label_width = max((len(c[0]) for c in counts), default=0)
+    free_width = max((len(str(c[1])) for c in counts), default=0)
+    total_width = max((len(str(c[2])) for c in counts), default=0)
     lines = [f"{site_name} — {when}"]
-    for row in [header, *rows]:
-        cells = [str(row[0]).ljust(widths[0])] + [
-            str(v).rjust(w) for v, w in zip(row[1:], widths[1:], strict=True)
-        ]
-        lines.append("  ".join(cells))
+    for label, free, total, occupied, held, reserved, closed in counts:
+        lines.append(
+            f"{label:<{label_width}} {free:>{free_width}} free of {total:<{total_width}}  "
+            f"({occupied} occupied, {held} held, {reserved} reserved, {closed} out of service)"
+        )
     full = [s.size.label for s in avail.sizes if s.total and not s.can_enter]
     if avail.total == 0:
         lines.append("No spots yet: load a layout with `lotkeeper lot load assets/lot.toml`.")
-    elif full:
-        lines.append("Full for: " + ", ".join(full))
+    else:
+        lines.append("Each line counts the spots of that size; a car also fits larger spots.")
+        if full:
+            lines.append("Full for: " + ", ".join(full))
     return "\n".join(lines)
 
 
@@ -263,7 +277,10 @@ def cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
 
     site = _open(args)
     if args.status:
-        for job in job_status(site):
+        jobs = job_status(site)
+        if not jobs:
+            out.write("No runs yet: start `lotkeeper worker` (or `--once`).\n")
+        for job in jobs:
             ran = site.describe_time(job.last_run_at) if job.last_run_at else "never"
             held = f", taken by {job.lease_owner}" if job.lease_owner else ""
             out.write(f"{job.name:<18} last run {ran}: {job.last_result or '-'}{held}\n")

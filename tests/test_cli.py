@@ -35,16 +35,19 @@ def run(*argv: str) -> tuple[int, str]:
 def test_status_shows_the_demo_lot_on_first_start(data_dir: Path) -> None:
     code, out = run("status")
     assert code == 0
-    assert "Lotkeeper demo garage" in out
-    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()[2:]}
-    assert lines["small"][:2] == ["75", "75"]
-    assert lines["medium"][:2] == ["315", "315"]
-    assert lines["large"][:2] == ["60", "60"]
-    assert lines["all"][:2] == ["450", "450"]
+    assert "Lotkeeper demo garage" in out and out.endswith("\n")
+    # Spots of each size, said so (the kiosk counts the spots a car fits).
+    lines = {line.split(":")[0]: " ".join(line.split()[2:6]) for line in out.splitlines()[1:5]}
+    assert lines["small spots"] == "75 free of 75"
+    assert lines["medium spots"] == "315 free of 315"
+    assert lines["large spots"] == "60 free of 60"
+    assert lines["all spots"] == "450 free of 450"
+    assert "counts the spots of that size" in out
 
 
 def test_status_json(data_dir: Path) -> None:
     code, out = run("status", "--json")
+    assert out.endswith("\n")
     data = json.loads(out)
     assert code == 0 and data["site"] == "demo"
     assert {s["size"]: s["total"] for s in data["sizes"]} == {
@@ -221,6 +224,10 @@ def test_staff_add_list_disable_and_audit_verify(
 def test_worker_once_runs_every_job_and_status_shows_them(data_dir: Path) -> None:
     import logging
 
+    assert run("worker", "--status") == (
+        0,
+        "No runs yet: start `lotkeeper worker` (or `--once`).\n",
+    )
     code, _ = run("worker", "--once", "--worker-id", "booth-pc:1")
     assert code == 0
     code, out = run("worker", "--status")
