@@ -268,6 +268,8 @@ def test_a_supervisor_closes_a_disabled_attendants_open_shift_from_the_command_l
     code, out = run("shift", "close", "1", "--counted", "99.50", "--supervisor", "Sue")
     assert code == 0, out
     assert "Shift 1 (Bob)" in out and "-$0.50" in out and "Audit head" in out
+    opened = next(line for line in out.splitlines() if line.startswith("From"))
+    assert " on " in opened and "+00:00" not in opened  # site time, not ISO
     monkeypatch.setattr(sys, "stdin", io.StringIO("2468\n"))
     assert run("shift", "close", "1", "--counted", "100", "--supervisor", "Sue")[0] == 1
     assert run("shift", "list", "--open") == (0, "No open shifts.\n")

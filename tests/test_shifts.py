@@ -107,3 +107,14 @@ def test_a_shift_is_found_open_and_a_supervisor_closes_anyones_once(
     assert open_shift_of(site, bob) is None and list_shifts(site, open_only=True) == []
     closed = next(e for e in audit_entries(site) if e.action == "shift_closed")
     assert (closed.staff_name, closed.reason) == ("Sue", "closed for Bob")
+
+
+def test_a_report_shows_its_times_as_the_site_reads_them(site: Site, clock: FixedClock) -> None:
+    ana = add_staff(site, "Ana", "attendant", "1357")
+    opened = open_shift(site, ana, 0)
+    clock.advance(hours=8)
+    rows = dict(close_shift(site, ana, 0).lines())
+    assert rows["From"] == site.describe_time(opened.opened_at, year=True)
+    assert rows["To"] == site.describe_time(clock.now(), year=True)
+    day = dict(day_report(site, clock.now().date()).lines())
+    assert day["From"].startswith("00:00 on ") and "T" not in day["To"]
