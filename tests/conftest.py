@@ -28,6 +28,18 @@ MYSQL_URL_ENV = "LOTKEEPER_TEST_MYSQL_URL"
 SECRET = "test-secret-" + "x" * 40
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`-n`, `--dist loadgroup`) the slow multi-process
+    tests run one after another on one worker: each spawns processes with
+    connection pools of their own, and several at once would be more than a
+    stock MariaDB's 151 connections, and would race for the same two cores
+    they are meant to contend on."""
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(pytest.mark.xdist_group("slow"))
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings must come from the test, not from the machine running it."""
