@@ -507,3 +507,29 @@ class IdempotentRequest(Base):
     status: Mapped[int] = mapped_column(Integer, default=0)
     body: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+ALERT_KEY_CHARS = 191
+"""A key fits the unique index on every engine (191 utf8mb4 characters)."""
+
+
+class AlertAck(Base):
+    """An alert an attendant has seen, in the state it was in: a standing
+    alert (a kiosk silent since one heartbeat, a part faulty since one
+    moment, an overstay) or an alert event. One row per alert key, kept by
+    the UNIQUE index (site_id, alert_key): a second console acknowledging it
+    at the same moment inserts nothing. A changed state is a new key, so the
+    alert raises again. A unique index, not a table constraint, so the race
+    test's plant can drop it on SQLite too."""
+
+    __tablename__ = "alert_acks"
+    __table_args__ = (
+        Index("uq_alert_acks_site_id_alert_key", "site_id", "alert_key", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    site_id: Mapped[str] = mapped_column(String(32))
+    alert_key: Mapped[str] = mapped_column(String(ALERT_KEY_CHARS))
+    acknowledged_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    staff_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    staff_name: Mapped[str] = mapped_column(String(64))
