@@ -458,7 +458,7 @@ def machine_for(lot: Lot, clock: FixedClock) -> type[RuleBasedStateMachine]:
                 return
             due = lk.stay_status(site, ticket.id).due
             try:
-                code = booth.exit_pass(site, attendant, ticket.id)
+                code = booth.exit_pass(site, attendant, ticket.id).code
             except InvalidInput:
                 assert due > 0
                 return

@@ -423,7 +423,7 @@ def _exit_pass(site: Site, clock: FixedClock, rounds: int) -> Prepared:
     for _ in range(rounds):
         ticket = owing_ticket(site, clock)
         booth.lost_ticket_cash(site, staff, ticket.id)
-        passes.append((ticket.id, booth.exit_pass(site, staff, ticket.id)))
+        passes.append((ticket.id, booth.exit_pass(site, staff, ticket.id).code))
     return Prepared(
         [[call("exit", code, f"exit-{i}") for i in range(WIDTH)] for _, code in passes],
         START,

@@ -33,12 +33,22 @@ def lost_ticket_cash(site: Site, staff: Staff, stay_id: int) -> int:
     return take_lost_ticket_cash(site, stay_id, f"staff:{staff.name}")
 
 
-def exit_pass(site: Site, staff: Staff, stay_id: int) -> str:
-    """The code that lets a paid stay out at an exit kiosk (printed at the
-    booth or shown as a QR): the stay's own signed ticket code, which still
-    exits once only. Refused while the stay owes something."""
+@dataclass(frozen=True)
+class ExitPass:
+    """What lets a paid stay out at an exit kiosk: `code`, the stay's own
+    signed ticket code (for the QR), and `short_code`, the short human code
+    printed under a ticket's QR (for a driver to type when the QR will not
+    scan). Either exits once only, like the ticket itself."""
 
-    def work(session: Session) -> str:
+    code: str
+    short_code: str
+
+
+def exit_pass(site: Site, staff: Staff, stay_id: int) -> ExitPass:
+    """The exit pass of a paid stay, printed at the booth or shown on the
+    console (QR and short code). Refused while the stay owes something."""
+
+    def work(session: Session) -> ExitPass:
         now = site.clock.now()
         stay = _open_stay(session, site, stay_id)
         if amount_due(site, stay, now) > 0:
@@ -46,9 +56,14 @@ def exit_pass(site: Site, staff: Staff, stay_id: int) -> str:
         keyring = site.keyring()
         if stay.key_id not in keyring.keys:
             keyring = site.keyring(refresh=True)
-        code = keyring.code_for(stay.key_id, stay.id, int(stay.entered_at.timestamp())).text
+        issued = ExitPass(
+            code=keyring.code_for(stay.key_id, stay.id, int(stay.entered_at.timestamp())).text,
+            # As `make_ticket` makes the printed ticket's: checked at the exit
+            # against the stay's key (`match_stay`).
+            short_code=keyring.short_code(stay.key_id, stay.id).text,
+        )
         record_audit(session, site, staff.actor, "exit_pass", target=f"ticket {stay.id}", at=now)
-        return code
+        return issued
 
     return site.db.write(work)
 
