@@ -25,6 +25,10 @@ from core.config import asset_path
 from core.layout import read_layout
 from core.services.staff import add_staff
 
+# The journeys note the screens they opened in SEEN and a last test checks
+# that together they opened every kind: one pytest-xdist worker runs them all.
+pytestmark = pytest.mark.xdist_group("attendant_fit")
+
 WIDTH, HEIGHT = 80, 24
 TEXTS = {"counters", "who", "dialog-title", "pass"}
 """Texts that must not be cut either (`pass`: the exit pass's QR)."""
