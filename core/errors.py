@@ -9,7 +9,9 @@ class LotkeeperError(Exception):
 
     A message with values in it is given as a template and the values
     (`InvalidInput("At most {n} hours.", n=24)`), so that a screen in
-    another language can translate `template` and fill in `values`."""
+    another language can translate `template` and fill in `values`.
+    `arguments` keeps the values as given: a time from `Site.describe_time`
+    remembers its moment there, for a screen to word in its own language."""
 
     code = "error"
 
@@ -19,6 +21,7 @@ class LotkeeperError(Exception):
         self.message = text
         self.template = message
         self.values = {name: str(value) for name, value in values.items()}
+        self.arguments: dict[str, object] = dict(values)
 
 
 class ConfigError(LotkeeperError):

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -34,6 +35,28 @@ from core.ticket_codes import KeyRing
 
 KEYRING_TTL_SECONDS = 30.0
 SPOTS_TTL_SECONDS = 30.0
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class LocalTime(str):
+    """A site-local time in English, '14:05 on 22 Nov' ('14:05 on 22 Nov
+    2026' `with_year`), whatever the machine's locale. As a `str` it goes
+    wherever the text went before (messages, events, JSON); `at` keeps the
+    moment, so a kiosk in Spanish words it as '14:05 del 22 nov'."""
+
+    at: datetime
+    with_year: bool
+
+    def __new__(cls, at: datetime, with_year: bool = False) -> LocalTime:
+        text = f"{at:%H:%M} on {at.day:02d} {_MONTHS[at.month - 1]}"
+        self = super().__new__(cls, f"{text} {at.year}" if with_year else text)
+        self.at = at
+        self.with_year = with_year
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # str's own would rebuild it from the text alone.
+        return (LocalTime, (self.at, self.with_year))
 
 
 def _read_or_create_secret(path: Path) -> bytes:
@@ -124,10 +147,12 @@ class Site:
     def local(self, when: datetime) -> datetime:
         return when.astimezone(self.zone)
 
-    def describe_time(self, when: datetime, *, year: bool = False) -> str:
+    def describe_time(self, when: datetime, *, year: bool = False) -> LocalTime:
         """A time as a driver reads it: site-local, e.g. '14:05 on 22 Nov'
-        ('14:05 on 22 Nov 2026' with `year`, for reports)."""
-        return self.local(when).strftime("%H:%M on %d %b %Y" if year else "%H:%M on %d %b")
+        ('14:05 on 22 Nov 2026' with `year`, for reports). It is a `str`
+        that remembers its moment (`LocalTime.at`), so a screen in another
+        language can word a time an engine message carries its own way."""
+        return LocalTime(self.local(when), year)
 
     @property
     def tariff(self) -> Tariff:

@@ -25,11 +25,11 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, Union
 from zoneinfo import ZoneInfo
 
 from core.domain import Size
@@ -69,7 +69,7 @@ def _started(span: timedelta, unit: timedelta) -> int:
     return -(-span // unit)
 
 
-def _duration(span: timedelta) -> str:
+def format_duration(span: timedelta) -> str:
     """'2 h 15 min', '45 min', '26 h': started minutes, so 15 min 1 s reads
     '16 min' and the driver sees why the grace no longer applies."""
     minutes = _started(span, _MINUTE)
@@ -80,9 +80,9 @@ def _duration(span: timedelta) -> str:
     return " ".join(parts)
 
 
-def _local(when: datetime, zone: ZoneInfo) -> str:
-    """'Sun 29 Mar 01:30', in English whatever the machine's locale."""
-    local = when.astimezone(zone)
+def _local(local: datetime) -> str:
+    """'Sun 29 Mar 01:30' (a time already in the site's zone), in English
+    whatever the machine's locale."""
     day, month = _DAY_NAMES[local.weekday()], _MONTH_NAMES[local.month - 1]
     return f"{day} {local.day} {month} {local:%H:%M}"
 
@@ -127,12 +127,87 @@ class StayFacts:
 
 
 @dataclass(frozen=True)
+class Money:
+    """An amount (minor units) in a currency, as a value of a `Phrase`."""
+
+    amount: int
+    currency: str
+
+    def __str__(self) -> str:
+        return format_money(self.amount, self.currency)
+
+
+# What a phrase may say: a nested phrase, money, a car size, a duration, a
+# site-local time, a count or a plain text.
+PhraseValue = Union["Phrase", Money, Size, timedelta, datetime, int, str]
+
+
+def _english(value: PhraseValue) -> str:
+    if isinstance(value, Size):
+        return value.label
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, datetime):
+        return _local(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A text given as an English `template` and its typed `values`, so
+    that a screen in another language translates the template and words
+    each value its own way (a time, a size); `str()` is the English text."""
+
+    template: str
+    values: Mapping[str, PhraseValue] = field(default_factory=dict, hash=False)
+
+    def __str__(self) -> str:
+        if not self.values:
+            return self.template
+        return self.template.format(**{k: _english(v) for k, v in self.values.items()})
+
+
+@dataclass(frozen=True)
 class QuoteLine:
     """One line of a quote or receipt. `amount` is in minor units and is
-    negative for money already paid."""
+    negative for money already paid. `label` is the English text (the API
+    and English screens show it); `template` and `values` are the same
+    line as a `Phrase` to translate (`template` is `label` when not given).
+    Two lines are equal when they read and cost the same."""
 
     label: str
     amount: int
+    template: str = field(default="", compare=False)
+    values: Mapping[str, PhraseValue] = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.template:
+            object.__setattr__(self, "template", self.label)
+
+    @classmethod
+    def of(cls, phrase: Phrase, amount: int) -> QuoteLine:
+        """The line saying `phrase`, its label the English text."""
+        return cls(str(phrase), amount, phrase.template, phrase.values)
+
+    @property
+    def phrase(self) -> Phrase:
+        return Phrase(self.template, self.values)
+
+
+# The parking line and the same stay inside a lost-ticket line, by (a
+# reservation's stay, with the entry time). Whole texts, to translate as such.
+_PARKING = {
+    (False, False): "Parking {duration} ({size} car)",
+    (False, True): "Parking {duration} ({size} car), entered {entered}",
+    (True, False): "Parking {duration} after the reservation ended ({size} car)",
+    (True, True): "Parking {duration} after the reservation ended ({size} car), entered {entered}",
+}
+_STAY = {
+    (False, False): "parking {duration} ({size} car)",
+    (False, True): "parking {duration} ({size} car), entered {entered}",
+    (True, False): "parking {duration} after the reservation ended ({size} car)",
+    (True, True): "parking {duration} after the reservation ended ({size} car), entered {entered}",
+}
 
 
 @dataclass(frozen=True)
@@ -220,54 +295,54 @@ class Tariff:
         now = _utc(at, "at")
         elapsed = max(now - billed, timedelta(0))
         parking = self.parking_fee(stay.size, elapsed)
-        money = self._money
-        if stay.billed_from is not None:
-            stay_text = f"parking {_duration(elapsed)} after the reservation ended"
-        else:
-            stay_text = f"parking {_duration(elapsed)}"
-        stay_text += f" ({stay.size.label} car)"
+        reserved = stay.billed_from is not None
+        values: dict[str, PhraseValue] = {"duration": elapsed, "size": stay.size}
         if zone is not None:
-            stay_text += f", entered {_local(entered, zone)}"
+            values["entered"] = entered.astimezone(zone)
+        stay_phrase = Phrase(_STAY[reserved, zone is not None], values)
 
         lines: list[QuoteLine] = []
         if not stay.lost_ticket:
-            label = "P" + stay_text[1:]
+            line = Phrase(_PARKING[reserved, zone is not None], values)
             if elapsed <= self.grace and self.grace > timedelta(0):
-                label += f": free for the first {_duration(self.grace)}"
-            lines.append(QuoteLine(label, parking))
+                line = Phrase(
+                    "{parking}: free for the first {grace}", {"parking": line, "grace": self.grace}
+                )
+            lines.append(QuoteLine.of(line, parking))
         elif self.lost_ticket_rule == "flat":
             lines.append(QuoteLine("Lost ticket fee (flat rate)", self.lost_ticket_fee))
         elif self.lost_ticket_rule == "actual":
-            lines.append(
-                QuoteLine(f"Lost ticket, charged by time from the entry log: {stay_text}", parking)
+            line = Phrase(
+                "Lost ticket, charged by time from the entry log: {stay}", {"stay": stay_phrase}
             )
+            lines.append(QuoteLine.of(line, parking))
         elif self.lost_ticket_fee >= parking:
-            lines.append(
-                QuoteLine(
-                    f"Lost ticket fee ({stay_text} would be {money(parking)})",
-                    self.lost_ticket_fee,
-                )
+            line = Phrase(
+                "Lost ticket fee ({stay} would be {parking})",
+                {"stay": stay_phrase, "parking": self._in_money(parking)},
             )
+            lines.append(QuoteLine.of(line, self.lost_ticket_fee))
         else:
-            lines.append(
-                QuoteLine(
-                    "Lost ticket, charged by time from the entry log "
-                    f"(more than the {money(self.lost_ticket_fee)} fee): {stay_text}",
-                    parking,
-                )
+            line = Phrase(
+                "Lost ticket, charged by time from the entry log (more than the {fee} fee): {stay}",
+                {"fee": self._in_money(self.lost_ticket_fee), "stay": stay_phrase},
             )
+            lines.append(QuoteLine.of(line, parking))
 
         max_stay_until = stay.max_stay_until.astimezone(UTC)
         overstay = 0
         if now > max_stay_until:
             overstay = self.overstay_fee
-            if stay.billed_from is not None:
-                ended = f" at {_local(max_stay_until, zone)}" if zone is not None else ""
-                label = f"Overstay fee (past the reservation's end{ended})"
-                lines.append(QuoteLine(label, overstay))
+            if not reserved:
+                line = Phrase("Overstay fee (over {over})", {"over": max_stay_until - entered})
+            elif zone is not None:
+                line = Phrase(
+                    "Overstay fee (past the reservation's end at {end})",
+                    {"end": max_stay_until.astimezone(zone)},
+                )
             else:
-                over = _duration(max_stay_until - entered)
-                lines.append(QuoteLine(f"Overstay fee (over {over})", overstay))
+                line = Phrase("Overstay fee (past the reservation's end)")
+            lines.append(QuoteLine.of(line, overstay))
 
         total = sum(line.amount for line in lines)
         if stay.paid:
@@ -294,11 +369,19 @@ class Tariff:
         hours = _started(window, _HOUR)
         per_hour = self.reservation_per_hour[size]
         price = hours * per_hour
-        label = f"Reservation {_duration(window)} ({size.label} car)"
-        if window != hours * _HOUR:
-            label += f", billed as {hours} h"
-        label += f" at {self._money(per_hour)} an hour"
-        return Quote(self.currency, price, 0, price, (QuoteLine(label, price),))
+        values: dict[str, PhraseValue] = {
+            "duration": window,
+            "size": size,
+            "rate": self._in_money(per_hour),
+        }
+        if window == hours * _HOUR:
+            line = Phrase("Reservation {duration} ({size} car) at {rate} an hour", values)
+        else:
+            line = Phrase(
+                "Reservation {duration} ({size} car), billed as {hours} h at {rate} an hour",
+                values | {"hours": hours},
+            )
+        return Quote(self.currency, price, 0, price, (QuoteLine.of(line, price),))
 
     def cancel_refund(self, price: int, start: datetime, at: datetime) -> int:
         """What a reservation costing `price` gets back when cancelled at `at`:
@@ -314,8 +397,8 @@ class Tariff:
             return price * self.late_cancel_refund_percent // 100
         return 0
 
-    def _money(self, amount: int) -> str:
-        return format_money(amount, self.currency)
+    def _in_money(self, amount: int) -> Money:
+        return Money(amount, self.currency)
 
 
 # -- reading the file ---------------------------------------------------------

@@ -4,6 +4,7 @@ datetimes, and Hypothesis runs derandomized so every run checks the same cases."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from core.domain import Size
 from core.errors import ConfigError, InvalidInput
 from core.tariff import (
     LostTicketRule,
+    Money,
+    Phrase,
     Quote,
     QuoteLine,
     StayFacts,
@@ -312,6 +315,48 @@ def test_a_cancellation_refund_depends_on_the_notice_given(
     assert make_tariff().cancel_refund(1351, T0, T0 - before_start) == refund
 
 
+# -- lines to translate -------------------------------------------------------------
+
+
+def test_a_line_carries_its_template_and_typed_values_for_another_language() -> None:
+    entered = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    ended = entered + 2 * HOUR
+    facts = StayFacts(Size.SMALL, entered, ended, paid=300, billed_from=ended)
+    parking, overstay, paid = make_tariff().quote(facts, ended + HOUR + 5 * MIN, BERLIN).lines
+    assert parking.label == (
+        "Parking 1 h 5 min after the reservation ended (small car), entered Mon 23 Nov 10:00"
+    )
+    assert parking.template == (
+        "Parking {duration} after the reservation ended ({size} car), entered {entered}"
+    )
+    assert parking.values == {
+        "duration": HOUR + 5 * MIN,
+        "size": Size.SMALL,
+        "entered": entered.astimezone(BERLIN),
+    }
+    assert overstay.template == "Overstay fee (past the reservation's end at {end})"
+    assert overstay.values == {"end": ended.astimezone(BERLIN)}
+    assert (paid.template, paid.values) == ("Already paid", {})
+
+
+def test_a_lost_ticket_line_nests_the_stay_and_gives_money_as_money() -> None:
+    (line,) = quote_after(2 * HOUR, lost_ticket=True).lines
+    assert line.template == "Lost ticket fee ({stay} would be {parking})"
+    assert line.values["parking"] == Money(600, "usd")
+    assert line.values["stay"] == Phrase(
+        "parking {duration} ({size} car)", {"duration": 2 * HOUR, "size": Size.SMALL}
+    )
+    assert (
+        str(line.phrase) == line.label == "Lost ticket fee (parking 2 h (small car) would be $6.00)"
+    )
+
+
+def test_a_line_given_only_a_label_is_its_own_template_and_lines_compare_by_what_they_say() -> None:
+    line = QuoteLine("Parking", 150)
+    assert (line.template, line.values) == ("Parking", {})
+    assert QuoteLine("Parking", 150, "{what}", {"what": "Parking"}) == line
+
+
 # -- money ----------------------------------------------------------------------------
 
 
@@ -576,3 +621,16 @@ def test_a_refund_never_grows_as_the_cancellation_comes_later_nor_exceeds_the_pr
     first = tariff.cancel_refund(price, start, later(start, early))
     second = tariff.cancel_refund(price, start, later(start, late))
     assert price >= first >= second >= 0
+
+
+@PROPERTY
+@given(tariffs(), stays(), ELAPSED, st.booleans(), ZONES)
+def test_every_line_s_phrase_reads_as_its_label_in_english(
+    tariff: Tariff, facts: StayFacts, elapsed: timedelta, reserved: bool, zone: ZoneInfo
+) -> None:
+    if reserved:
+        facts = replace(facts, billed_from=facts.max_stay_until)
+    quote = tariff.quote(facts, later(facts.entered_at, elapsed), zone)
+    booked = tariff.quote_reservation(facts.size, facts.entered_at, facts.max_stay_until)
+    for line in quote.lines + booked.lines:
+        assert str(line.phrase) == line.label
