@@ -947,7 +947,7 @@ class AttendantApp(App[None]):
                 )
             else:
                 paid = "Nothing was due."
-            code = booth.exit_pass(self.site, who, stay.ticket_id).code
+            issued = booth.exit_pass(self.site, who, stay.ticket_id)
             leave_by = lk.stay_status(self.site, stay.ticket_id).paid_until
         except LotkeeperError as error:
             self.call_from_thread(screen.failed, str(error))
@@ -960,16 +960,17 @@ class AttendantApp(App[None]):
                 ("Plate", stay.plate or "-"),
                 ("Spot", stay.spot_label),
                 ("Paid", paid.rstrip(".")),
+                ("Code to type", issued.short_code),
             ),
-            code=code,
+            code=issued.code,
             note=(
-                f"Scan this at the exit by {self.site.describe_time(leave_by)}."
+                f"Scan the QR or type the code at the exit by {self.site.describe_time(leave_by)}."
                 if leave_by
-                else "Scan this at the exit."
+                else "Scan the QR or type the code at the exit."
             ),
             name=f"pass-{stay.ticket_id}",
         )
-        self.call_from_thread(screen.done, code, paid, self._print_slip(slip, "exit pass"))
+        self.call_from_thread(screen.done, issued, paid, self._print_slip(slip, "exit pass"))
 
     def _print_slip(self, slip: SlipPrint, what: str) -> str | None:
         """Print on the booth printer: where it went, or None when it is only

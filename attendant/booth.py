@@ -1,6 +1,6 @@
 """The booth's own dialogs: a lost ticket (the charge, cash or card, then
-the exit pass on the booth printer or as a QR on screen) and the shift
-report (on screen, saved as CSV, printable)."""
+the exit pass on the booth printer or as a QR on screen, with its short code
+in large letters) and the shift report (on screen, saved as CSV, printable)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,90 @@ from textual.widgets import Button, Label, Static
 from core.domain import Payment
 from core.payments.provider import PaymentStatus
 from core.qr import qr_lines
+from core.services.booth import ExitPass
 from core.services.stays import StayStatus
 from core.tariff import Quote, format_money
 
 if TYPE_CHECKING:
     from attendant.app import AttendantApp
     from core.services.shifts import Report
+
+
+GLYPHS: dict[str, str] = {
+    "0": "#### #..# #..# #..# ####",
+    "1": ".#.. ##.. .#.. .#.. ###.",
+    "2": ".##. #..# ..#. .#.. ####",
+    "3": "###. ...# .##. ...# ###.",
+    "4": "#..# #..# #### ...# ...#",
+    "5": "#### #... ###. ...# ###.",
+    "6": ".##. #... ###. #..# .##.",
+    "7": "#### ...# ..#. .#.. .#..",
+    "8": ".##. #..# .##. #..# .##.",
+    "9": ".##. #..# .### ...# .##.",
+    "A": ".##. #..# #### #..# #..#",
+    "B": "###. #..# ###. #..# ###.",
+    "C": ".### #... #... #... .###",
+    "D": "###. #..# #..# #..# ###.",
+    "E": "#### #... ###. #... ####",
+    "F": "#### #... ###. #... #...",
+    "G": ".### #... #.## #..# .###",
+    "H": "#..# #..# #### #..# #..#",
+    "I": "###. .#.. .#.. .#.. ###.",
+    "J": "...# ...# ...# #..# .##.",
+    "K": "#..# #.#. ##.. #.#. #..#",
+    "L": "#... #... #... #... ####",
+    "M": "#..# #### #..# #..# #..#",
+    "N": "#..# ##.# #.## #..# #..#",
+    "O": ".##. #..# #..# #..# .##.",
+    "P": "###. #..# ###. #... #...",
+    "Q": ".##. #..# #..# #.#. .#.#",
+    "R": "###. #..# ###. #.#. #..#",
+    "S": ".### #... .##. ...# ###.",
+    "T": "###. .#.. .#.. .#.. .#..",
+    "U": "#..# #..# #..# #..# .##.",
+    "V": "#..# #..# #..# .##. .##.",
+    "W": "#..# #..# #..# #### #..#",
+    "X": "#..# #..# .##. #..# #..#",
+    "Y": "#.#. #.#. .#.. .#.. .#..",
+    "Z": "#### ...# .##. #... ####",
+    "-": ".... .... ###. .... ....",
+}
+"""The letters of a short code (ticket number, "-", base32 check) drawn 4
+pixels wide and 5 high, a row at a time ("#" is ink): a half-block
+character is two pixels, so a letter is 3 lines tall."""
+
+SHORT_WIDTH = 36
+"""Columns the short code has beside the exit pass's QR at 80x24."""
+
+
+def big_text(text: str, width: int = SHORT_WIDTH) -> list[str]:
+    """`text` (characters of `GLYPHS`) in letters three lines tall, for a
+    code read off the screen and typed: one band of 3 lines, or, when wider
+    than `width`, a band for the ticket number and one for the check (a
+    blank line between)."""
+    per_line = (width + 1) // 5  # a letter is 4 columns, a space between
+    if len(text) <= per_line:
+        pieces = [text]
+    else:
+        number, dash, check = text.partition("-")
+        pieces = [number + dash, check] if check else [text]
+        pieces = [p[i : i + per_line] for p in pieces for i in range(0, len(p), per_line)]
+    lines: list[str] = []
+    for piece in pieces:
+        if lines:
+            lines.append("")
+        rows = [[*GLYPHS[char].split(), "...."] for char in piece]
+        for top in (0, 2, 4):
+            lines.append(
+                " ".join(
+                    "".join(
+                        "█" if a == b == "#" else "▀" if a == "#" else "▄" if b == "#" else " "
+                        for a, b in zip(glyph[top], glyph[top + 1], strict=True)
+                    )
+                    for glyph in rows
+                )
+            )
+    return lines
 
 
 class LostTicketScreen(ModalScreen[None]):
@@ -42,7 +120,7 @@ class LostTicketScreen(ModalScreen[None]):
         self.stay = stay
         self.charge = charge
         self.working = False
-        self.code: str | None = None
+        self.issued: ExitPass | None = None
         """The exit pass, once issued."""
 
     @property
@@ -68,6 +146,7 @@ class LostTicketScreen(ModalScreen[None]):
                         id="charge",
                     )
                     yield Static("", id="reader")
+                    yield Static("", id="short")
                     with Vertical(id="buttons"):
                         due = bool(self.charge.due)
                         yield Button("Cash (c)", id="cash", variant="primary", disabled=not due)
@@ -85,7 +164,7 @@ class LostTicketScreen(ModalScreen[None]):
         await self.run_action(event.button.id or "close")
 
     def _start(self, how: str) -> None:
-        if self.working or self.code is not None:
+        if self.working or self.issued is not None:
             return
         self.working = True
         for button in self.query("#cash, #card, #exit_pass").results(Button):
@@ -127,16 +206,23 @@ class LostTicketScreen(ModalScreen[None]):
         self.query_one("#card", Button).disabled = not self.charge.due
         self.query_one("#exit_pass", Button).disabled = bool(self.charge.due)
 
-    def done(self, code: str, paid: str, printed: str | None) -> None:
+    def done(self, issued: ExitPass, paid: str, printed: str | None) -> None:
         """Paid and the pass issued: printed (say where), or shown as a QR
-        for the driver to photograph and scan at the exit."""
+        for the driver to photograph and scan at the exit; either way its
+        short code in large letters, to type at the exit (or read out)."""
         self.working = False
-        self.code = code
+        self.issued = issued
         self.query_one("#reader", Static).update(paid)
+        # The charge is taken: its buttons give their room to the short code.
+        for button in self.query("#cash, #card, #exit_pass").results(Button):
+            button.display = False
+        short = Text(f"Type at the exit: {issued.short_code}\n")
+        short.append("\n".join(big_text(issued.short_code)), style="bold")
+        self.query_one("#short", Static).update(short)
         if printed is not None:
             self.query_one("#pass", Static).update(printed)
         else:
-            shown = Text("\n".join(qr_lines(code)), style="black on white")
+            shown = Text("\n".join(qr_lines(issued.code)), style="black on white")
             shown.append(f"\nExit pass {self.stay.ticket_id}: scan this at the exit.", style="")
             self.query_one("#pass", Static).update(shown)
         self.query_one("#close", Button).focus()

@@ -21,6 +21,7 @@ from core import services as lk
 from core.clock import FixedClock
 from core.devices.gate import LoggedGate
 from core.domain import SpotStatus
+from core.errors import TicketAlreadyUsed
 from core.services.audit import audit_entries, verify_audit
 from core.services.staff import add_staff
 from core.site import Site
@@ -244,6 +245,38 @@ def on_screen_qr(widget: Static) -> str:
     return found.text
 
 
+def on_screen_big_code(widget: Static) -> str:
+    """Read the letters three lines tall that `big_text` draws, one band of
+    three lines after another, as a driver copying them would."""
+    from attendant.booth import GLYPHS, big_text
+
+    letters = {tuple(big_text(char)): char for char in GLYPHS}
+    bands: list[list[str]] = [[]]
+    for line in str(widget.render()).splitlines():
+        if line.strip() and set(line) <= set("█▀▄ "):
+            bands[-1].append(line)
+        elif bands[-1]:
+            bands.append([])
+    read = ""
+    for band in filter(None, bands):
+        assert len(band) == 3, band
+        width = max(len(line) for line in band)
+        rows = [line.ljust(width) for line in band]
+        for col in range(0, width, 5):
+            read += letters[tuple(row[col : col + 4].ljust(4) for row in rows)]
+    return read
+
+
+def test_the_short_code_breaks_after_its_ticket_number_when_it_is_too_wide() -> None:
+    from attendant.booth import SHORT_WIDTH, big_text
+
+    assert len(big_text("Q-AB")) == 3  # one band
+    lines = big_text("123456-ABCDEF")
+    assert len(lines) == 7 and lines[3] == ""  # number, then check
+    assert max(len(line) for line in lines) <= SHORT_WIDTH
+    assert max(len(line) for line in big_text("123456789-ABCDEF")) <= SHORT_WIDTH
+
+
 def test_a_lost_ticket_is_found_by_plate_paid_in_cash_and_gets_an_exit_pass_as_a_qr(
     site: Site, clock: FixedClock, ana: Any
 ) -> None:
@@ -262,15 +295,26 @@ def test_a_lost_ticket_is_found_by_plate_paid_in_cash_and_gets_an_exit_pass_as_a
         assert "KLX 481" in shown and f"Lost-ticket charge: ${charge.due / 100:.2f}" in shown
         await press(app, pilot, "c")
         assert "taken in cash" in str(app.screen.query_one("#reader", Static).render())
-        # The preview printer prints nothing: the pass is on screen as a QR.
-        app.exit_pass = on_screen_qr(app.screen.query_one("#pass", Static))  # type: ignore[attr-defined]
-        assert app.exit_pass == app.screen.code  # type: ignore[attr-defined]
+        # The preview printer prints nothing: the pass is on screen as a QR,
+        # its short code beside it in large letters (and small ones).
+        issued = app.screen.issued
+        assert issued is not None
+        assert on_screen_qr(app.screen.query_one("#pass", Static)) == issued.code
+        short = app.screen.query_one("#short", Static)
+        app.exit_pass = on_screen_big_code(short)  # type: ignore[attr-defined]
+        assert app.exit_pass == issued.short_code == ticket.short_code  # type: ignore[attr-defined]
+        assert f"Type at the exit: {issued.short_code}" in str(short.render())
+        app.qr = issued.code  # type: ignore[attr-defined]
         await press(app, pilot, "c")  # taking it twice is not possible
         await press(app, pilot, "escape")
         assert isinstance(app.screen, ConsoleScreen)
 
     app = run_console(site, scenario)
-    assert lk.exit(site, app.exit_pass).ticket_id == ticket.id  # type: ignore[attr-defined]
+    # Typed at the exit kiosk, the short code lets the car out, once.
+    assert lk.exit(site, app.exit_pass, kiosk="exit-1").ticket_id == ticket.id  # type: ignore[attr-defined]
+    for again in (app.exit_pass, app.qr):  # type: ignore[attr-defined]
+        with pytest.raises(TicketAlreadyUsed):
+            lk.exit(site, again, kiosk="exit-1")
     cash = [p for p in lk.payments_for(site, stay_id=ticket.id) if p.method == "cash"]
     assert [p.amount for p in cash] == [charge.due]
     assert [e.action for e in audit_entries(site)][:1] == ["exit_pass"]
@@ -300,15 +344,24 @@ def test_a_lost_ticket_paid_by_card_prints_its_exit_pass_on_the_booth_printer(
                 app.screen.query_one("#reader", Static).render()
             )
             assert "printed on tcp://" in str(app.screen.query_one("#pass", Static).render())
+            # Printed, and on the console too, for the attendant to read out.
+            app.shown = on_screen_big_code(app.screen.query_one("#short", Static))  # type: ignore[attr-defined]
 
-        run_console(site, scenario, printer=printer, payment_sleep=lambda _: None)
+        app = run_console(site, scenario, printer=printer, payment_sleep=lambda _: None)
         assert fake.wait_for_cuts(1)
         (printed,) = fake.qr_payloads()
-        assert "EXIT PASS" in fake.text() and "Scan this at the exit by" in fake.text()
+        text = fake.text()
+        assert "EXIT PASS" in text and "Scan the QR or type the code at the exit" in text
+        (row,) = [line for line in text.splitlines() if line.startswith("Code to type")]
+        typed = row.split()[-1]
+        assert typed == app.shown == ticket.short_code  # type: ignore[attr-defined]
 
     (card,) = lk.payments_for(site, stay_id=ticket.id)
     assert (card.method, card.purpose, card.succeeded) == ("card", "lost_ticket", True)
-    assert lk.exit(site, printed).ticket_id == ticket.id
+    assert lk.exit(site, typed, kiosk="exit-1").ticket_id == ticket.id
+    for again in (typed, printed):
+        with pytest.raises(TicketAlreadyUsed):
+            lk.exit(site, again, kiosk="exit-1")
 
 
 def test_a_shift_opens_with_a_float_and_closes_with_its_report_saved_and_printed(
@@ -496,9 +549,9 @@ def test_a_card_declined_at_the_booth_says_so_and_cash_can_follow(
             assert isinstance(app.screen, LostTicketScreen)
             await press(app, pilot, "k")
             assert "declined" in str(app.screen.query_one("#reader", Static).render())
-            assert app.screen.code is None and not app.screen.working
+            assert app.screen.issued is None and not app.screen.working
             await press(app, pilot, "c")  # the driver pays cash instead
-            assert app.screen.code is not None
+            assert app.screen.issued is not None
 
         run_console(site, scenario, payment_sleep=sleep)
         assert fake.successful_charges() == []

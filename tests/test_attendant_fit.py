@@ -30,8 +30,9 @@ from core.services.staff import add_staff
 pytestmark = pytest.mark.xdist_group("attendant_fit")
 
 WIDTH, HEIGHT = 80, 24
-TEXTS = {"counters", "who", "dialog-title", "pass"}
-"""Texts that must not be cut either (`pass`: the exit pass's QR)."""
+TEXTS = {"counters", "who", "dialog-title", "pass", "short"}
+"""Texts that must not be cut either (`pass`: the exit pass's QR; `short`: its
+short code in large letters)."""
 
 
 def shown(widget: Widget) -> bool:
