@@ -76,8 +76,9 @@ SHORT_WIDTH = 36
 def big_text(text: str, width: int = SHORT_WIDTH) -> list[str]:
     """`text` (characters of `GLYPHS`) in letters three lines tall, for a
     code read off the screen and typed: one band of 3 lines, or, when wider
-    than `width`, a band for the ticket number and one for the check (a
-    blank line between)."""
+    than `width`, a band for the ticket number and its dash and one for the
+    check, a blank line between (a piece still too wide is cut into bands
+    of what fits)."""
     per_line = (width + 1) // 5  # a letter is 4 columns, a space between
     if len(text) <= per_line:
         pieces = [text]
