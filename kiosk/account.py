@@ -254,8 +254,8 @@ class ReservationsScreen(ListScreen):
             table.add_row(
                 r.short_code,
                 r.spot_label,
-                site.describe_time(r.starts_at),
-                site.describe_time(r.ends_at),
+                self.kiosk.describe_time(r.starts_at),
+                self.kiosk.describe_time(r.ends_at),
                 word(r.state.value),
             )
         return table
@@ -275,7 +275,7 @@ class PaymentsScreen(ListScreen):
         for p in page.items:
             amount = format_money(p.amount, p.currency)
             table.add_row(
-                site.describe_time(p.created_at),
+                self.kiosk.describe_time(p.created_at),
                 word(p.purpose),
                 f"-{amount}" if p.kind == "refund" else amount,
                 word(p.status.value) + (" (" + _("simulated") + ")" if p.simulated else ""),
@@ -351,7 +351,7 @@ class TicketsScreen(ListScreen, FormScreen):
             table.add_row(
                 str(stay.ticket_id),
                 stay.spot_label,
-                site.describe_time(stay.entered_at),
+                self.kiosk.describe_time(stay.entered_at),
                 format_money(stay.due, stay.quote.currency),
             )
         return table
@@ -527,12 +527,11 @@ class ReserveScreen(AccountScreen, FormScreen):
     def quoted(self, quote: Quote, size: Size, start: datetime, end: datetime) -> None:
         self.busy(None)
         self.quoted_window = (size, start, end)
-        site = self.kiosk.site
         hours = int((end - start).total_seconds() // 3600)
         heading = _("{size}, {start} to {end} ({hours} h)").format(
             size=size_name(size),
-            start=site.describe_time(start),
-            end=site.describe_time(end),
+            start=self.kiosk.describe_time(start),
+            end=self.kiosk.describe_time(end),
             hours=hours,
         )
         self.query_one(FeeBreakdown).show(quote, quote.total, heading=heading)
@@ -562,14 +561,13 @@ class HoldScreen(AccountScreen):
 
     def compose(self) -> ComposeResult:
         r = self.reservation
-        site = self.kiosk.site
         with Vertical():
             yield Label(_("Space {spot} is held for you").format(spot=r.spot_label), id="title")
             yield Label(
                 _("{level}, {start} to {end}: {price}").format(
                     level=r.level,
-                    start=site.describe_time(r.starts_at),
-                    end=site.describe_time(r.ends_at),
+                    start=self.kiosk.describe_time(r.starts_at),
+                    end=self.kiosk.describe_time(r.ends_at),
                     price=format_money(r.price, r.currency),
                 )
             )
@@ -645,15 +643,14 @@ class ReservedScreen(KioskScreen):
         self.query_one("#receipt", Label).update(text)
         if reservation is None:
             return
-        site = self.kiosk.site
         self.query_one("#details", Label).update(
             Text(
                 _("Code {code}: space {spot}, {level}, {start} to {end}.").format(
                     code=reservation.short_code,
                     spot=reservation.spot_label,
                     level=reservation.level,
-                    start=site.describe_time(reservation.starts_at),
-                    end=site.describe_time(reservation.ends_at),
+                    start=self.kiosk.describe_time(reservation.starts_at),
+                    end=self.kiosk.describe_time(reservation.ends_at),
                 )
             )
         )

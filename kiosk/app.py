@@ -35,7 +35,7 @@ from core.payments.provider import PaymentStatus
 from core.services.events import EventCursor
 from core.site import Site
 from kiosk import screens
-from kiosk.i18n import _, use_language
+from kiosk.i18n import _, line_text, time_text, use_language
 from kiosk.widgets import size_name
 
 if TYPE_CHECKING:
@@ -117,7 +117,8 @@ class KioskApp(App[None]):
         return self.site.payments.simulated
 
     def describe_time(self, when: datetime | None) -> str:
-        return self.site.describe_time(when) if when else ""
+        """A time in the site's zone, worded in the kiosk's language."""
+        return time_text(self.site.local(when)) if when else ""
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -343,8 +344,8 @@ class KioskApp(App[None]):
             level=ticket.level,
             size=size_name(ticket.size),
             plate=ticket.plate,
-            entered=self.site.describe_time(ticket.entered_at),
-            leave_by=self.site.describe_time(ticket.max_stay_until),
+            entered=self.describe_time(ticket.entered_at),
+            leave_by=self.describe_time(ticket.max_stay_until),
         )
         try:
             preview = self.printer.print_ticket(job)
@@ -501,7 +502,7 @@ class KioskApp(App[None]):
                 else _("Payment {id}").format(id=payment.id)
             ),
             lines=tuple(
-                (line.label, format_money(line.amount, payment.currency))
+                (line_text(line), format_money(line.amount, payment.currency))
                 for line in (receipt.lines if receipt else ())
             ),
             total=format_money(payment.amount, payment.currency),

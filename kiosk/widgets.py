@@ -14,7 +14,7 @@ from textual.widgets import Button, Static
 
 from core.domain import Availability, Size
 from core.tariff import Quote, QuoteLine, format_money
-from kiosk.i18n import N_, _
+from kiosk.i18n import N_, _, line_text
 
 KEY_NAMES = {"enter": "Enter", "escape": "Esc"}
 
@@ -166,7 +166,7 @@ class FeeBreakdown(Static):
         if heading:
             table.add_row(Text(heading, "bold"), "")
         for line in quote.lines:
-            table.add_row(line.label, Text(format_money(line.amount, quote.currency), "bold"))
+            table.add_row(line_text(line), Text(format_money(line.amount, quote.currency), "bold"))
         table.add_row("", "")
         table.add_row(
             Text(_("To pay now:"), "bold"),
@@ -181,7 +181,7 @@ class FeeBreakdown(Static):
         table.add_column(ratio=1)
         table.add_column(justify="right", no_wrap=True)
         for line in lines:
-            table.add_row(line.label, Text(format_money(line.amount, currency), "bold"))
+            table.add_row(line_text(line), Text(format_money(line.amount, currency), "bold"))
         table.add_row(Text(_("Paid now:"), "bold"), Text(format_money(paid, currency), "bold"))
         self.update(table)
 

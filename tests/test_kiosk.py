@@ -530,6 +530,16 @@ def test_a_spanish_speaking_driver_gets_the_ticket_and_receipt_printed_in_spanis
     for word in ("Total", "Pagado con", "Salida antes de", "PAGO SIMULADO"):
         assert word in receipt_text
     assert "Leave by" not in ticket_text and "Paid with" not in receipt_text
+    # Times and the fee line in Spanish too: the ticket was taken at 11:00,
+    # the fee is for the earlier car, in since 09:00.
+    ticket_words, receipt_words = " ".join(ticket_text.split()), " ".join(receipt_text.split())
+    assert "11:00 del 22 nov" in ticket_words and "11:00 del 23 nov" in ticket_words
+    # (the printer wraps the line, its amount beside the first part)
+    assert "Aparcamiento 2 h (coche pequeño)," in receipt_words
+    assert "entrada a las 09:00 del 22 nov" in receipt_words
+    assert "11:15 del 22 nov" in receipt_words  # exit by
+    for english in (" on ", "Nov", "Sun", "Parking", "small car", "entered"):
+        assert english not in ticket_words + receipt_words
 
 
 def test_a_code_scanned_on_the_start_screen_goes_straight_to_its_fee(

@@ -141,10 +141,19 @@ class Journey:
         lk.add_vehicle(site, self.account.id, "KLX 481", "medium")
         self.ticket = lk.enter(site, "small", plate="KLX 481")
         paid_ticket = lk.enter(site, "medium")
+        # A reservation's car that stays past its window: the longest fee lines.
+        soon = site.local(clock.now()) + timedelta(minutes=30)
+        booked = lk.hold(site, self.account.id, "small", soon, soon + timedelta(hours=1))
+        self._settle(lk.pay_reservation(site, booked.id, card="tok_visa"))
+        overstayer = lk.check_in(site, lk.get_reservation(site, booked.id).code)
         clock.advance(hours=2, minutes=40)
         self.due = lk.ticket_status(site, self.ticket.code)
+        self.overstay = lk.ticket_status(site, overstayer.code)
+        self.overstay_code = overstayer.code
         self.paid = self._settle(lk.pay_ticket(site, paid_ticket.code, card="tok_visa"))
         self.paid_status = lk.ticket_status(site, paid_ticket.code)
+        # Its ticket lost after paying: the receipt of the fee, less what was paid.
+        self.lost = self._settle(lk.pay_lost_ticket(site, paid_ticket.id, card="tok_visa"))
         self.declined = self._settle(lk.pay_ticket(site, self.ticket.code, card="tok_declined"))
         add_ticket_to_account(site, self.account.id, self.ticket.code, source="test")
         start = site.local(clock.now()).replace(minute=0, second=0, microsecond=0)
@@ -198,6 +207,8 @@ def every_screen(j: Journey) -> list[tuple[Any, ...]]:
         ("card reader", lambda: screens.ReaderScreen(ticket_purchase)),
         ("declined", lambda: screens.DeclinedScreen(ticket_purchase, j.declined)),
         ("receipt", lambda: screens.ReceiptScreen(j.paid, ticket_purchase)),
+        ("overstay fee", lambda: screens.FeeScreen(j.overstay_code, j.overstay)),
+        ("lost ticket receipt", lambda: screens.ReceiptScreen(j.lost, screens.Purchase())),
         ("goodbye", lambda: screens.GoodbyeScreen(j.ticket.spot_label)),
         ("lost ticket", lambda: screens.MessageScreen(lost)),
         ("staff PIN", lambda: screens.StaffPinScreen()),
