@@ -42,9 +42,12 @@ from attendant.widgets import (
     FEED_FILTERS,
     LEGEND,
     LotGrid,
+    alert_events,
+    alert_keys,
     alert_severity,
+    event_alert_key,
     feed_line,
-    is_alert,
+    overstay_key,
 )
 from core import services as lk
 from core.devices.gate import Gate, LoggedGate
@@ -63,6 +66,7 @@ TAIL_SECONDS = 0.5
 RESYNC_SECONDS = 30.0
 IDLE_LOCK_SECONDS = 300
 FEED_LINES = 200
+EVENTS_KEPT = 2000
 
 
 def to_cents(text: str) -> int:
@@ -200,7 +204,7 @@ class FormScreen(ModalScreen[dict[str, str] | None]):
 
 def check_reason(answers: dict[str, str]) -> None:
     """The overrides' own rule for a reason, asked before the form closes."""
-    overrides._reason(answers.get("reason", ""))
+    overrides.check_reason(answers.get("reason", ""))
 
 
 class LoginScreen(Screen[None]):
@@ -590,15 +594,17 @@ class AttendantApp(App[None]):
         self.cursor: EventCursor | None = None
         self.last_resync = 0.0
         self.events: list[Event] = []
-        self.acknowledged = 0
         self.standing: list[devices.StandingAlert] = []
         """Alerts that are states (quiet kiosks, faulty parts, holds about
         to expire), read with the lot."""
-        self.acknowledged_states: set[str] = set()
-        """Keys of the standing alerts (and overstays) acknowledged: hidden
-        until the state changes (a kiosk that beats, then falls silent again,
-        is a new alert)."""
-        self.shown_states: set[str] = set()
+        self.acknowledged_keys: frozenset[str] = frozenset()
+        """Keys of the alerts in view that someone acknowledged, on this
+        console or another, read from the database with the alerts: hidden
+        until their state changes (a kiosk that beats, then falls silent
+        again, is a new key and a new alert)."""
+        self.shown_keys: frozenset[str] = frozenset()
+        """Keys of the alerts the panel shows: what `a` acknowledges."""
+        self.acked_here: set[str] = set()
 
     # -- start, lock -----------------------------------------------------------
 
@@ -607,6 +613,11 @@ class AttendantApp(App[None]):
         self.spots, self.cursor = snapshot.spots, snapshot.cursor
         self.levels = list(dict.fromkeys(s.level for s in self.spots)) or ["Lot"]
         self.events = list(lk.recent_events(self.site, limit=200).events)
+        # Read with the first alerts, so no alert acknowledged before a
+        # restart shows for a moment (the standing ones come with the tail).
+        self.acknowledged_keys = overrides.acknowledged_alerts(
+            self.site, alert_keys((), self.spots, self.events)
+        )
         self.push_screen(LoginScreen())
         self.set_interval(TAIL_SECONDS, self.follow)
         self.set_interval(1.0, self.idle_tick)
@@ -717,6 +728,14 @@ class AttendantApp(App[None]):
             resync = bool(batch.events) or now - self.last_resync > RESYNC_SECONDS
             snapshot = lk.snapshot(self.site) if resync else None
             standing = devices.standing_alert_list(self.site) if resync else self.standing
+            acknowledged: tuple[frozenset[str], frozenset[str]] | None = None
+            if resync:
+                spots = snapshot.spots if snapshot is not None else self.spots
+                # self.events is replaced on the UI loop, never changed in
+                # place under a reader: the slice is a copy.
+                seen = [*self.events[-EVENTS_KEPT:], *batch.events]
+                keys = frozenset(alert_keys(standing, spots, seen))
+                acknowledged = (overrides.acknowledged_alerts(self.site, keys), keys)
             # The 24 h history moves slowly: read every RESYNC_SECONDS, not on
             # every change (its last point is at most that old).
             occupancy = self.occupancy
@@ -727,7 +746,14 @@ class AttendantApp(App[None]):
             self.call_from_thread(self.notify, f"Database: {error}", severity="error")
             return
         self.call_from_thread(
-            self._apply, batch.events, batch.cursor, snapshot, standing, occupancy, now
+            self._apply,
+            batch.events,
+            batch.cursor,
+            snapshot,
+            standing,
+            acknowledged,
+            occupancy,
+            now,
         )
 
     def _apply(
@@ -736,15 +762,23 @@ class AttendantApp(App[None]):
         cursor: EventCursor,
         snapshot: Any,
         standing: list[devices.StandingAlert],
+        acknowledged: tuple[frozenset[str], frozenset[str]] | None,
         occupancy: list[int],
         now: float,
     ) -> None:
         self.cursor = cursor
         self.standing = standing
+        if acknowledged is not None:
+            found, asked = acknowledged
+            # What this console acknowledged stays hidden until a read finds
+            # it (the read may have started before the acknowledgement was
+            # written), or until it is out of view.
+            self.acked_here = {k for k in self.acked_here if k in asked and k not in found}
+            self.acknowledged_keys = found | self.acked_here
         self.occupancy = occupancy
         if events:
             self.events.extend(events)
-            self.events = self.events[-2000:]
+            self.events = self.events[-EVENTS_KEPT:]
         if snapshot is not None:
             self.spots = snapshot.spots
             self.last_resync = now
@@ -798,15 +832,16 @@ class AttendantApp(App[None]):
         # The alerts, most urgent first (then newest first): a driver at a
         # refusing lane before an overstay before a kiosk gone quiet.
         alerts: list[tuple[int, Text]] = []
-        states: set[str] = set()
+        shown: set[str] = set()
+        acknowledged = self.acknowledged_keys
         for standing in self.standing:
-            if standing.key not in self.acknowledged_states:
-                states.add(standing.key)
+            if standing.key not in acknowledged:
+                shown.add(standing.key)
                 alerts.append((standing.severity, Text(standing.text, style="bold red")))
         for spot in self.spots:  # a state, read with the lot: shown while it lasts
-            key = f"overstay:{spot.ticket_id}"
-            if spot.status is SpotStatus.OVERSTAY and key not in self.acknowledged_states:
-                states.add(key)
+            key = overstay_key(spot)
+            if spot.status is SpotStatus.OVERSTAY and key not in acknowledged:
+                shown.add(key)
                 alerts.append(
                     (
                         devices.FAULT,
@@ -817,21 +852,26 @@ class AttendantApp(App[None]):
                         ),
                     )
                 )
-        self.shown_states = states
-        shown_feed = shown_alerts = 0
         today = self.site.local(self.site.clock.now()).date()
-        for event in reversed(self.events):
+
+        def when(event: Event) -> str:
             at = self.site.local(event.at)
             # The feed is narrow: the time alone today, the day before it otherwise.
-            when = f"{at:%H:%M}" if at.date() == today else f"{at:%d %b %H:%M}"
+            return f"{at:%H:%M}" if at.date() == today else f"{at:%d %b %H:%M}"
+
+        shown_feed = 0
+        for event in reversed(self.events):
             wanted_here = wanted is None or event.kind in wanted
             if shown_feed < FEED_LINES and wanted_here and needle in event.message.lower():
-                feed.append_text(feed_line(event, when))
+                feed.append_text(feed_line(event, when(event)))
                 feed.append("\n")
                 shown_feed += 1
-            if shown_alerts < FEED_LINES and is_alert(event) and event.id > self.acknowledged:
-                alerts.append((alert_severity(event), feed_line(event, when)))
-                shown_alerts += 1
+        # Alert events as far back as their acknowledgements are read.
+        fresh = [e for e in alert_events(self.events) if event_alert_key(e) not in acknowledged]
+        for event in fresh[:FEED_LINES]:
+            shown.add(event_alert_key(event))
+            alerts.append((alert_severity(event), feed_line(event, when(event))))
+        self.shown_keys = frozenset(shown)
         alerts.sort(key=lambda alert: alert[0])  # stable: newest first within a severity
         panel = Text("\n").join(text for _, text in alerts)
         screen.query_one("#feed", Static).update(feed)
@@ -878,24 +918,21 @@ class AttendantApp(App[None]):
         self.call_core(details, show)
 
     def acknowledge_alerts(self) -> None:
-        """The alerts shown are seen: the events (recorded in the audit
-        trail) and the standing ones, until their state changes."""
+        """The alerts shown are seen: recorded in the database (and the
+        audit trail) for every console and after a restart, each until its
+        state changes."""
         who = self.staff
-        if who is None:
+        keys = self.shown_keys
+        if who is None or not keys:
             return
-        states = set(self.shown_states)
-        if not self.events:
-            self._acked(self.acknowledged, states)
-            return
-        upto = self.events[-1].id
         self.call_core(
-            lambda: overrides.acknowledge_alerts(self.site, who, upto),
-            lambda _: self._acked(upto, states),
+            lambda: overrides.acknowledge_alerts(self.site, who, keys),
+            lambda _: self._acked(keys),
         )
 
-    def _acked(self, upto: int, states: set[str]) -> None:
-        self.acknowledged = upto
-        self.acknowledged_states |= states
+    def _acked(self, keys: frozenset[str]) -> None:
+        self.acked_here |= keys
+        self.acknowledged_keys |= keys
         self.refill_feed()
 
     # -- lost ticket, search, shift -----------------------------------------------

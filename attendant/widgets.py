@@ -3,7 +3,7 @@ so a 5,000-spot lot stays cheap to redraw), the event feed and the alerts."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from rich.text import Text
 from textual.binding import Binding
@@ -12,6 +12,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from core.domain import Event, SpotState, SpotStatus
+from core.services.devices import StandingAlert
 
 # Colour *and* glyph, so the grid reads without colour too.
 LOOK: dict[SpotStatus, tuple[str, str]] = {
@@ -145,6 +146,44 @@ def is_alert(event: Event) -> bool:
     return (event.kind in ALERT_KINDS and event.kind != "refused_full") or bool(
         event.data.get("alert")
     )
+
+
+ALERT_EVENTS = 500
+"""How far back (alert events, newest first) the panel reads and shows."""
+
+
+def alert_events(events: Sequence[Event]) -> list[Event]:
+    """The newest `ALERT_EVENTS` alert events, newest first."""
+    found = []
+    for event in reversed(events):
+        if is_alert(event):
+            found.append(event)
+            if len(found) == ALERT_EVENTS:
+                break
+    return found
+
+
+def event_alert_key(event: Event) -> str:
+    """An alert event's key for `overrides.acknowledge_alerts`: it happened
+    once, so its id names it."""
+    return f"event:{event.id}"
+
+
+def overstay_key(spot: SpotState) -> str:
+    """An overstay's key: its ticket (another car overstaying is a new alert)."""
+    return f"overstay:{spot.ticket_id}"
+
+
+def alert_keys(
+    standing: Iterable[StandingAlert], spots: Iterable[SpotState], events: Sequence[Event]
+) -> list[str]:
+    """The keys of every alert the panel may show: the standing alerts, the
+    overstays among `spots`, the newest alert events."""
+    return [
+        *(alert.key for alert in standing),
+        *(overstay_key(s) for s in spots if s.status is SpotStatus.OVERSTAY),
+        *(event_alert_key(e) for e in alert_events(events)),
+    ]
 
 
 KIND_WIDTH = 16

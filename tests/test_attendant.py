@@ -706,3 +706,88 @@ def test_an_overstay_comes_before_quiet_kiosks_which_are_acknowledged_or_decommi
     assert [d.device_id for d in lk.device_health(site)] == [f"old-{n}" for n in range(2, 6)]
     actions = [e.action for e in audit_entries(site)]
     assert "device_decommissioned" in actions and "alerts_acknowledged" in actions
+
+
+def alert_panel(app: AttendantApp) -> list[str]:
+    return str(app.screen.query_one("#alerts", Static).render()).splitlines()
+
+
+async def tail_now(app: AttendantApp, pilot: Any) -> None:
+    """The next tail re-reads the lot and the alerts at once."""
+    app.last_resync = float("-inf")
+    app.follow()
+    await settle(app, pilot)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_acknowledged_alerts_stay_acknowledged_after_a_restart(
+    site: Site, clock: FixedClock, ana: Any
+) -> None:
+    from core.services.devices import SILENT_AFTER, Component, record_device_fault
+
+    ticket = lk.enter(site, "small", plate="KLX 481")
+    lk.report_heartbeat(site, "lane-2", "entry", {"printer": Component("ok")})
+    lk.report_heartbeat(site, "pay-1", "pay", {"reader": Component("fault", "offline")})
+    clock.advance(hours=site.max_stay.total_seconds() / 3600 + 1)
+    lk.report_heartbeat(site, "pay-1", "pay", {"reader": Component("fault", "offline")})
+    record_device_fault(site, "pay-1", "help", "driver asks for help")
+    shown: list[list[str]] = []
+
+    async def acknowledge(app: AttendantApp, pilot: Any) -> None:
+        await log_in(app, pilot, "Ana", "1357")
+        shown.append(alert_panel(app))
+        await press(app, pilot, "a")
+        assert alert_panel(app) == ["No alerts."]
+
+    async def after_restart(app: AttendantApp, pilot: Any) -> None:
+        await log_in(app, pilot, "Ana", "1357")
+        await tail_now(app, pilot)
+        assert alert_panel(app) == ["No alerts."]
+
+    run_console(site, acknowledge)
+    (panel,) = shown
+    assert any(line.startswith(f"Overstay in {ticket.spot_label}") for line in panel)
+    assert any("lane-2: no heartbeat" in line for line in panel)
+    assert "pay-1: reader: offline" in panel
+    assert any("driver asks for help" in line for line in panel)
+    clock.advance(SILENT_AFTER / 3)  # pay-1 still beats: its fault is the same one
+    lk.report_heartbeat(site, "pay-1", "pay", {"reader": Component("fault", "offline")})
+    run_console(site, after_restart)  # a new console on the same site
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_an_acknowledged_alert_raises_again_when_its_state_changes(
+    site: Site, clock: FixedClock, ana: Any
+) -> None:
+    from datetime import timedelta
+
+    from core.services.devices import Component
+
+    offline, online = {"reader": Component("fault", "offline")}, {"reader": Component("ok")}
+    lk.enter(site, "small", plate="KLX 481")
+    clock.advance(hours=1)
+    second = lk.enter(site, "small", plate="BEE 22")
+    lk.report_heartbeat(site, "lane-2", "entry", {"printer": Component("ok")})
+    clock.advance(site.max_stay - timedelta(minutes=30))  # the first car overstays
+    lk.report_heartbeat(site, "pay-1", "pay", offline)
+
+    async def scenario(app: AttendantApp, pilot: Any) -> None:
+        await log_in(app, pilot, "Ana", "1357")
+        assert len(alert_panel(app)) == 4  # the overstay, pay-1's fault and event, lane-2
+        await press(app, pilot, "a")
+        assert alert_panel(app) == ["No alerts."]
+        # lane-2 comes back, then goes quiet again; pay-1's reader comes
+        # back, then goes offline again; the second car overstays.
+        lk.report_heartbeat(site, "lane-2", "entry", {"printer": Component("ok")})
+        lk.report_heartbeat(site, "pay-1", "pay", online)
+        clock.advance(timedelta(minutes=31))  # over SILENT_AFTER
+        lk.report_heartbeat(site, "pay-1", "pay", offline)
+        await tail_now(app, pilot)
+        assert alert_panel(app) == [
+            "pay-1: reader: offline",
+            f"Overstay in {second.spot_label}: ticket {second.id}, BEE 22",
+            "10:01  device_fault     pay-1: reader: offline",
+            "lane-2: no heartbeat since 09:30 on 23 Nov",
+        ]  # and not the first car's overstay, still acknowledged
+
+    run_console(site, scenario)

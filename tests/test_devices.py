@@ -126,3 +126,25 @@ def test_standing_alerts_come_most_urgent_first(site: Site, clock: FixedClock) -
     alerts = standing_alert_list(site)
     assert [a.severity for a in alerts] == [URGENT, FAULT, SILENT]
     assert alerts[0].text == "lane-3: help: driver asks"
+
+
+def test_a_fault_that_clears_and_comes_back_is_a_new_standing_alert(
+    site: Site, clock: FixedClock
+) -> None:
+    from datetime import timedelta
+
+    from core.services.devices import standing_alert_list
+
+    out = OK | {"printer": Component("fault", "paper out")}
+    lk.report_heartbeat(site, "lane-1", "entry", out)
+    (first,) = standing_alert_list(site)
+    clock.advance(seconds=5)
+    lk.report_heartbeat(site, "lane-1", "entry", out)  # still out: the same alert
+    assert standing_alert_list(site) == [first]
+    since = lk.device_health(site)[0].components["printer"].since
+    assert since == clock.now() - timedelta(seconds=5)
+    lk.report_heartbeat(site, "lane-1", "entry", OK)
+    clock.advance(seconds=5)
+    lk.report_heartbeat(site, "lane-1", "entry", out)  # out again: raised again
+    (again,) = standing_alert_list(site)
+    assert again.text == first.text and again.key != first.key

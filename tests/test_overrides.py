@@ -215,3 +215,50 @@ def test_a_waiver_took_no_money_so_it_cannot_be_refunded(
     with pytest.raises(RefundRefused, match="took no money"):
         refund(site, sam, waiver.id, "undo the waiver")
     assert [p.kind for p in lk.payments_for(site, stay_id=ticket.id)] == ["charge"]
+
+
+def test_check_reason_is_the_rule_every_override_asks(site: Site, ana: Staff) -> None:
+    from core.services.overrides import check_reason
+
+    assert check_reason("  barrier   stuck ") == "barrier stuck"
+    assert len(check_reason("x" * 300)) == 255
+    with pytest.raises(InvalidInput, match="reason"):
+        check_reason(" ok ")
+
+
+def test_acknowledged_alerts_are_kept_for_every_console_and_audited_once(
+    site: Site, ana: Staff, sam: Staff
+) -> None:
+    from core.services.overrides import acknowledge_alerts, acknowledged_alerts
+
+    keys = ["silent:lane-1:2026-11-22T09:00:00+00:00", "overstay:7", "event:12"]
+    assert acknowledged_alerts(site, keys) == frozenset()
+    assert acknowledge_alerts(site, ana, keys) == tuple(sorted(keys))
+    # Another console (Sam's) acknowledging them again, and one more: only
+    # the new one is recorded, the others are left as Ana acknowledged them.
+    assert acknowledge_alerts(site, sam, [*keys, "hold:3"]) == ("hold:3",)
+    assert acknowledge_alerts(site, sam, keys) == ()
+    assert acknowledged_alerts(site, [*keys, "overstay:8"]) == {*keys}
+    entries = [e for e in audit_entries(site) if e.action == "alerts_acknowledged"]
+    assert [(e.staff_name, e.data["keys"]) for e in entries] == [
+        ("Sam", ["hold:3"]),
+        ("Ana", sorted(keys)),
+    ]
+    assert overrides(site)[-2:] == [
+        "3 alerts acknowledged by Ana: seen at the booth",
+        "1 alert acknowledged by Sam: seen at the booth",
+    ]
+    assert verify_audit(site).ok
+
+
+def test_acknowledgements_belong_to_their_site_and_long_keys_stay_unique(
+    make_site: SiteFactory, ana: Staff, site: Site
+) -> None:
+    from core.services.overrides import acknowledge_alerts, acknowledged_alerts
+
+    other = make_site(make_layout(small=1), site_id="north")
+    long_a, long_b = "fault:" + "a" * 300 + ":1", "fault:" + "a" * 300 + ":2"
+    acknowledge_alerts(site, ana, [long_a, "overstay:1"])
+    assert acknowledged_alerts(site, [long_a, long_b]) == {long_a}
+    assert acknowledge_alerts(site, ana, [long_b]) == (long_b,)
+    assert acknowledged_alerts(other, ["overstay:1"]) == frozenset()

@@ -33,6 +33,10 @@ class Component:
 
     state: ComponentState
     detail: str = ""
+    since: datetime | None = None
+    """When a faulty part turned faulty (as recorded from the heartbeats;
+    None when reported, or written before it was kept): a fault that
+    clears and comes back is a new alert."""
 
 
 @dataclass(frozen=True)
@@ -80,15 +84,13 @@ def report_heartbeat(
     device_id = device_id.strip()[:64]
     if not device_id:
         raise InvalidInput("A device needs an id.")
-    encoded = json.dumps(
-        {name: {"state": c.state, "detail": c.detail[:200]} for name, c in components.items()},
-        sort_keys=True,
-    )
 
     def work(session: Session) -> None:
         now = site.clock.now()
         row = session.get(Device, (site.id, device_id))
         ok = all(c.state != "fault" for c in components.values())
+        before = _components(row.components) if row is not None else {}
+        encoded = _encode(components, before, now)
         if row is None:
             # Two first heartbeats at once: the primary key stops the second,
             # which reruns and finds this row.
@@ -103,12 +105,10 @@ def report_heartbeat(
                 )
             )
             session.flush()
-            before = {}
         else:
             # Compare and set: the health read is the health replaced, so a
             # change of health raises its event once however many reports race.
             seen = row.components
-            before = _components(seen)
             swapped = session.execute(
                 update(Device)
                 .where(
@@ -138,9 +138,30 @@ def report_heartbeat(
     site.db.write(work)
 
 
+def _encode(
+    components: Mapping[str, Component], before: Mapping[str, Component], now: datetime
+) -> str:
+    """The health as stored: each faulty part with the moment it turned
+    faulty (kept while it stays faulty, so an unchanged report encodes the
+    same)."""
+    health: dict[str, dict[str, str]] = {}
+    for name, part in components.items():
+        health[name] = {"state": part.state, "detail": part.detail[:200]}
+        if part.state == "fault":
+            was = before.get(name)
+            since = was.since if was is not None and was.state == "fault" else now
+            if since is not None:
+                health[name]["since"] = since.isoformat()
+    return json.dumps(health, sort_keys=True)
+
+
 def _components(encoded: str) -> dict[str, Component]:
     return {
-        name: Component(value.get("state", "fault"), value.get("detail", ""))
+        name: Component(
+            value.get("state", "fault"),
+            value.get("detail", ""),
+            datetime.fromisoformat(value["since"]) if value.get("since") else None,
+        )
         for name, value in json.loads(encoded or "{}").items()
     }
 
@@ -213,9 +234,11 @@ def standing_alert_list(
             continue
         for name, part in device.components.items():
             if part.state == "fault":
+                # Since when, too: a fault that clears and comes back raises again.
+                began = part.since.isoformat() if part.since is not None else ""
                 alerts.append(
                     StandingAlert(
-                        f"fault:{device.device_id}:{name}:{part.detail}",
+                        f"fault:{device.device_id}:{name}:{began}:{part.detail}",
                         URGENT if name == "help" else FAULT,
                         f"{device.device_id}: {name}: {part.detail}",
                     )
@@ -265,9 +288,9 @@ def decommission_device(site: Site, by: Actor, device_id: str, reason: str) -> D
     audited like an override. Refused with `InvalidInput` while it still
     reports (a heartbeat within `SILENT_AFTER`): switch it off first; a kiosk
     that reports again later is simply back. `NotFound` when no such device."""
-    from core.services.overrides import _reason  # one rule for every reason
+    from core.services.overrides import check_reason  # one rule for every reason
 
-    why = _reason(reason)
+    why = check_reason(reason)
     device_id = device_id.strip()
 
     def work(session: Session) -> DeviceHealth | str:

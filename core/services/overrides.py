@@ -6,15 +6,21 @@ Waiving or discounting a fee is for supervisors only.
 What is here: open the gate, manual exit (the fee paid, or waived by a
 supervisor), waive or discount a fee, move a car to another spot, mark a
 spot out of service or back in service, cancel a reservation, refund a
-payment (supervisor). Cancelling and refunding write their audit row in
+payment (supervisor), acknowledge alerts (kept in `alert_acks`, shared by
+every console). Cancelling and refunding write their audit row in
 the very transaction that changes the reservation or the ledger.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import Table, bindparam, exists, select, update
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from core.domain import ClaimKind, EventKind, ExitResult, Payment, PaymentPurpose
@@ -30,7 +36,7 @@ from core.services.staff import Staff
 from core.services.stays import _open_stay
 from core.site import Site
 from core.storage.database import Conflict, rows_touched
-from core.storage.models import Claim, Spot, Stay
+from core.storage.models import ALERT_KEY_CHARS, AlertAck, Claim, Spot, Stay
 from core.tariff import format_money
 
 
@@ -40,7 +46,10 @@ class NotAllowed(InvalidInput):
     code = "not_allowed"
 
 
-def _reason(reason: str) -> str:
+def check_reason(reason: str) -> str:
+    """The reason an override is given, tidied (whitespace collapsed, at
+    most 255 characters); `InvalidInput` when it is not a few words. One
+    rule for every override, asked by the console before its form closes."""
     cleaned = " ".join(reason.split())
     if len(cleaned) < 3:
         raise InvalidInput("Every override needs a reason (a few words).")
@@ -89,7 +98,7 @@ def _override(
 def open_gate(site: Site, staff: Staff, lane: str, reason: str) -> None:
     """Record that the attendant opened `lane`'s gate by hand (the console
     then drives the gate itself)."""
-    why = _reason(reason)
+    why = check_reason(reason)
     site.db.write(
         lambda s: _override(s, site, staff, "gate_opened", f"Gate {lane} opened", why, target=lane)
     )
@@ -102,7 +111,7 @@ def waive_fee(
     Recorded in the ledger as a waiver, never as revenue. Returns the amount
     waived."""
     _supervisor(staff, "waive or discount a fee")
-    why = _reason(reason)
+    why = check_reason(reason)
 
     def waive() -> int:
         stay = site.db.read(lambda s: _open_stay(s, site, stay_id))
@@ -150,7 +159,7 @@ def manual_exit(site: Site, staff: Staff, stay_id: int, reason: str) -> ExitResu
     """Let a car out from the booth (no ticket at hand, a broken reader...).
     The stay must be paid, or its fee waived first (`waive_fee`, supervisor);
     otherwise `PaymentRequired`."""
-    why = _reason(reason)
+    why = check_reason(reason)
 
     def work(session: Session) -> ExitResult | TicketError | PaymentRequired:
         now = site.clock.now()
@@ -199,7 +208,7 @@ def move_car(site: Site, staff: Staff, stay_id: int, to_spot: str, reason: str) 
     (through `take_spot`, like every claim: refused if it is not free for the
     rest of the stay or too small) and its old claim ends now. Returns the new
     spot's label."""
-    why = _reason(reason)
+    why = check_reason(reason)
 
     def work(session: Session) -> str:
         now = site.clock.now()
@@ -256,7 +265,7 @@ def cancel_reservation(site: Site, staff: Staff, code: str, reason: str) -> Canc
     check-in) for a driver at the booth or on the phone. The spot is free
     again at once; what the tariff's cancellation rule gives back is
     refunded (a supervisor can refund more with `refund`)."""
-    why = _reason(reason)
+    why = check_reason(reason)
     booked = find_reservation(site, code, f"staff:{staff.name}")
 
     def audit(session: Session, refund: int) -> None:
@@ -288,7 +297,7 @@ def refund(
     completed charge: a refund row in the ledger, sent to the card's
     provider (cash is handed back at the booth)."""
     _supervisor(staff, "refund a payment")
-    why = _reason(reason)
+    why = check_reason(reason)
     if amount is not None and (isinstance(amount, bool) or amount <= 0):
         raise InvalidInput("A refund is a positive amount, in cents.")
 
@@ -310,19 +319,90 @@ def refund(
     )
 
 
-def acknowledge_alerts(site: Site, staff: Staff, up_to_event: int) -> None:
-    """Record that `staff` has seen the alerts up to event `up_to_event`."""
-    site.db.write(
-        lambda s: _override(
-            s,
-            site,
-            staff,
-            "alerts_acknowledged",
-            f"Alerts up to #{up_to_event} acknowledged",
-            "seen at the booth",
-            target=f"event {up_to_event}",
-        )
-    )
+def _stored_key(key: str) -> str:
+    """An alert key as the unique index holds it: a key too long for it
+    keeps its start, readable, and a digest of the whole, still unique."""
+    if len(key) <= ALERT_KEY_CHARS:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{key[: ALERT_KEY_CHARS - len(digest) - 1]}~{digest}"
+
+
+# The write that decides an acknowledgement: a new row, kept by the unique
+# index (site_id, alert_key). A second console acknowledging the same alert
+# inserts nothing (no error, no audit row): it finds the key taken.
+_ACKS = cast(Table, AlertAck.__table__)
+_ACKNOWLEDGE = {
+    "sqlite": sqlite_insert(_ACKS).on_conflict_do_nothing(),
+    "mysql": mysql_insert(_ACKS).prefix_with("IGNORE"),
+}
+_ACKNOWLEDGE["mariadb"] = _ACKNOWLEDGE["mysql"]
+
+
+def acknowledge_alerts(site: Site, staff: Staff, alert_keys: Iterable[str]) -> tuple[str, ...]:
+    """Record that `staff` has seen the alerts named by `alert_keys` (each
+    alert's key names it in its state: `StandingAlert.key`, an overstay's
+    ticket, an alert event's id), for every console and after restarts;
+    `acknowledged_alerts` reads them back. Returns the keys this call
+    acknowledged; those already acknowledged (by anyone, even at this very
+    moment on another console) are left as they are. The new ones are
+    audited with the staff member, in the same transaction, as overrides are."""
+    keys = sorted({k for k in (key.strip() for key in alert_keys) if k})
+    statement = _ACKNOWLEDGE[site.db.dialect]
+
+    def work(session: Session) -> tuple[str, ...]:
+        now = site.clock.now()
+        new = []
+        for key in keys:  # in order: two consoles take the keys in one order
+            row = {
+                "site_id": site.id,
+                "alert_key": _stored_key(key),
+                "acknowledged_at": now,
+                "staff_id": staff.id,
+                "staff_name": staff.name[:64],
+            }
+            if rows_touched(session.execute(statement, row)) == 1:
+                new.append(key)
+        if new:
+            count = f"{len(new)} alert{'s' if len(new) > 1 else ''}"
+            _override(
+                session,
+                site,
+                staff,
+                "alerts_acknowledged",
+                f"{count} acknowledged",
+                "seen at the booth",
+                target=count,
+                data={"keys": new},
+            )
+        return tuple(new)
+
+    return site.db.write(work) if keys else ()
+
+
+def acknowledged_alerts(site: Site, alert_keys: Iterable[str]) -> frozenset[str]:
+    """Which of `alert_keys` have been acknowledged (`acknowledge_alerts`),
+    by anyone at any console: read by the console with its alerts, by the
+    unique index."""
+    keys = list(dict.fromkeys(alert_keys))
+    by_stored = {_stored_key(key): key for key in keys}
+    stored = list(by_stored)
+
+    def read(session: Session) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(stored), 500):
+            found.update(
+                session.scalars(
+                    select(AlertAck.alert_key).where(
+                        AlertAck.site_id == site.id,
+                        AlertAck.alert_key.in_(stored[start : start + 500]),
+                    )
+                )
+            )
+        return found
+
+    found = site.db.read(read) if stored else set()
+    return frozenset(by_stored[key] for key in found if key in by_stored)
 
 
 _LOCK_SPOT = update(Spot).values(version=Spot.version + 1)
@@ -354,7 +434,7 @@ def set_out_of_service(site: Site, staff: Staff, spot_label: str, out: bool, rea
     or a reservation has it now or later: move the car or cancel the booking
     first. Lock-then-verify, like every claim: the spot row is locked before
     its claims are read, so no claim can slip in between."""
-    why = _reason(reason)
+    why = check_reason(reason)
 
     def work(session: Session) -> str | None:
         now = site.clock.now()
