@@ -326,3 +326,32 @@ PLANTS: dict[str, Callable[[], None]] = {
     "lease_taken_notice": _lease_taken_notice,
     "decommission_a_live_kiosk": _decommission_a_live_kiosk,
 }
+
+
+# -- acknowledging alerts (appended) -----------------------------------------------
+
+ACTIONS["acknowledge"] = lambda site, who, keys: sorted(
+    overrides.acknowledge_alerts(site, who, keys)
+)
+
+
+def _acknowledge_without_the_unique_key() -> None:
+    """Acknowledgements stored without their unique key: the index is
+    dropped (once per process, before the first round) as the process warms
+    its sites; every console then inserts its own row and audits it."""
+    global warm
+    warm_as_before = warm
+    dropped: list[bool] = []
+
+    def drop_then_warm(site: Site) -> None:
+        if not dropped:
+            on = "" if site.db.is_sqlite else " ON alert_acks"
+            ddl = text(f"DROP INDEX IF EXISTS uq_alert_acks_site_id_alert_key{on}")
+            site.db.write(lambda s: s.execute(ddl))
+            dropped.append(True)
+        warm_as_before(site)
+
+    warm = drop_then_warm
+
+
+PLANTS["acknowledge_without_the_unique_key"] = _acknowledge_without_the_unique_key

@@ -729,6 +729,30 @@ def _decommission_or_heartbeat_check(site: Site, prepared: Prepared, results: li
     assert count(site, AuditRow, AuditRow.action == "device_decommissioned") == decommissioned
 
 
+@scenario("acknowledge-alerts", make_layout(small=1), "acknowledge_without_the_unique_key", True)
+def _acknowledge_alerts(site: Site, clock: FixedClock, rounds: int) -> Prepared:
+    """The same alerts (a quiet kiosk, an overstay) acknowledged from four
+    consoles at once, by two attendants."""
+    staff = [supervisor(site, "Ana"), supervisor(site, "Bo")]
+    keys = [[f"silent:kiosk-{r}:{START.isoformat()}", f"overstay:{r}"] for r in range(rounds)]
+    return Prepared(
+        [[call("acknowledge", staff[i % 2], k) for i in range(WIDTH)] for k in keys], START, keys
+    )
+
+
+@checks(_acknowledge_alerts)
+def _acknowledge_alerts_check(site: Site, prepared: Prepared, results: list[Round]) -> None:
+    from core.services.audit import audit_entries
+    from core.storage.models import AlertAck
+
+    audited = [e for e in audit_entries(site, 1000) if e.action == "alerts_acknowledged"]
+    for keys, result in zip(prepared.ctx, results, strict=True):
+        # One console records them; the others find them recorded: no error.
+        assert sorted(o.value for o in result.won()) == [[]] * 3 + [sorted(keys)], result.outcomes
+        assert count(site, AlertAck, AlertAck.alert_key.in_(keys)) == len(keys)
+        assert sum(1 for e in audited if set(keys) & set(e.data["keys"])) == 1
+
+
 # -- the arenas: one group of processes per database and per honesty ---------------------
 
 
@@ -903,6 +927,10 @@ def test_one_api_write_sent_four_times_under_one_key_runs_once(honest: Arena) ->
 
 def test_a_kiosk_decommissioned_as_it_comes_back_stays_known(honest: Arena) -> None:
     honest.check("decommission-or-heartbeat")
+
+
+def test_alerts_acknowledged_from_four_consoles_are_recorded_once(honest: Arena) -> None:
+    honest.check("acknowledge-alerts")
 
 
 PLANTED = [
