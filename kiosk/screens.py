@@ -671,15 +671,27 @@ class StaffPinScreen(ModalScreen[bool]):
             yield Label(_("Staff PIN"))
             yield Input(password=True, id="pin", max_length=12)
             yield Label("", id="pin-error")
+            with Horizontal(id="pin-buttons"):
+                yield Button(Text(_("Leave the kiosk [Enter]")), id="leave", variant="error")
+                yield Button(Text(_("Back [Esc]")), id="back", variant="primary")
 
     @on(Input.Submitted, "#pin")
     def check(self, event: Input.Submitted) -> None:
+        self._check(event.input)
+
+    @on(Button.Pressed, "#leave")
+    def leave(self) -> None:
+        self._check(self.query_one("#pin", Input))
+
+    def _check(self, field: Input) -> None:
         kiosk: Any = self.app
-        if kiosk.check_staff_pin(event.value):
+        if kiosk.check_staff_pin(field.value):
             self.dismiss(True)
         else:
-            event.input.value = ""
+            field.value = ""
+            field.focus()
             self.query_one("#pin-error", Label).update(_("Wrong PIN."))
 
+    @on(Button.Pressed, "#back")
     def action_cancel(self) -> None:
         self.dismiss(False)

@@ -247,6 +247,41 @@ def test_leaving_keys_do_nothing_and_only_the_staff_pin_exits(site: Site, tmp_pa
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_the_staff_pin_dialog_has_buttons_to_leave_and_to_go_back(
+    site: Site, tmp_path: Path
+) -> None:
+    from textual.widgets import Button, Input
+
+    async def scenario(app: KioskApp, pilot: Any) -> None:
+        await press(app, pilot, "f10")
+        dialog = app.screen
+        assert isinstance(dialog, screens.StaffPinScreen)
+        leave, back = dialog.query_one("#leave", Button), dialog.query_one("#back", Button)
+        screen = app.screen.region
+        for button in (leave, back):
+            assert screen.contains_region(button.region), button.region
+        assert "Leave the kiosk" in str(leave.label) and "Back" in str(back.label)
+        # Back closes the dialog and the kiosk carries on.
+        await pilot.click("#back")
+        await settle(app, pilot)
+        assert app.is_running and isinstance(app.screen, screens.StartScreen)
+        # A wrong PIN with the button says so and keeps the dialog open.
+        await press(app, pilot, "f10")
+        await press(app, pilot, "1", "2", "3", "4")
+        await pilot.click("#leave")
+        await settle(app, pilot)
+        assert app.is_running and "Wrong PIN" in shown(app)
+        assert app.screen.query_one("#pin", Input).value == ""
+        # The right PIN with the button leaves.
+        await press(app, pilot, *PIN)
+        await pilot.click("#leave")
+        await settle(app, pilot)
+        assert not app.is_running
+
+    run_kiosk(site, tmp_path, scenario)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_an_idle_screen_counts_down_and_returns_to_the_start(site: Site, tmp_path: Path) -> None:
     idle = IdleClock()
 
