@@ -180,6 +180,22 @@ def test_cancel_refunds_by_the_tariff_rule_and_frees_the_spot(
         lk.check_in(site, late.code)
 
 
+def test_a_hold_that_ran_out_unpaid_cannot_be_cancelled_before_the_worker_sweeps_it(
+    site: Site, clock: FixedClock
+) -> None:
+    """It already reads as expired (and its spot is free): cancelling it is
+    refused as for an expired one, and changes nothing."""
+    ada = account(site)
+    start = clock.now() + timedelta(days=1)
+    held = lk.hold(site, ada, "small", start, start + timedelta(hours=1))
+    clock.advance(minutes=6)
+    assert lk.get_reservation(site, held.id).state is ReservationState.EXPIRED
+    with pytest.raises(ReservationError, match="expired") as refused:
+        lk.cancel_reservation(site, held.id, account_id=ada)
+    assert refused.value.code == "not_cancellable"
+    assert lk.get_reservation(site, held.id).state is ReservationState.EXPIRED
+
+
 def test_another_accounts_reservation_is_not_found(site: Site, clock: FixedClock) -> None:
     booked = reserve(site, clock)
     other = account(site, "eve@example.com")

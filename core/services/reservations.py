@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.allocation import SpotRow
@@ -474,7 +474,15 @@ _CANCEL = (
     update(reservations_table)
     .where(
         R.id == bindparam("b_id"),
-        R.state.in_([ReservationState.HELD.value, ReservationState.CONFIRMED.value]),
+        or_(
+            R.state == ReservationState.CONFIRMED.value,
+            # A hold whose 5 minutes ran out with no payment in flight is
+            # expired (`shown_state`), sweeper or not: nothing to cancel.
+            and_(
+                R.state == ReservationState.HELD.value,
+                or_(R.hold_expires_at > bindparam("now"), R.pending_payment.is_not(None)),
+            ),
+        ),
     )
     .values(state=ReservationState.CANCELLED.value, cancelled_at=bindparam("now"))
 )
@@ -503,10 +511,11 @@ def cancel_reservation(
             raise NotFound("That reservation does not exist.")
         changed = session.execute(_CANCEL, {"b_id": row.id, "now": now})
         if rows_touched(changed) != 1:
-            was = session.get_one(ReservationRow, row.id, populate_existing=True).state
+            now_row = session.get_one(ReservationRow, row.id, populate_existing=True)
+            was = shown_state(now_row, now).value.replace("_", " ")
             return ReservationError(
                 "not_cancellable",
-                f"This reservation is {was.replace('_', ' ')} and can no longer be cancelled.",
+                f"This reservation is {was} and can no longer be cancelled.",
             )
         session.execute(update(Claim).where(Claim.id == row.claim_id).values(cancelled_at=now))
         paid = session.scalars(
