@@ -568,6 +568,40 @@ def test_an_exit_pass_prints_its_rows_and_its_code_as_a_qr(
     assert read.text == CODE
 
 
+def test_an_exit_pass_prints_its_short_code_double_size_under_the_qr_as_a_ticket_does(
+    printer: Printer, fake: FakePrinter, tmp_path: Path
+) -> None:
+    from core.devices.printer import SlipPrint
+
+    slip = SlipPrint(
+        site_name="Lotkeeper demo garage",
+        title="EXIT PASS",
+        rows=(("Ticket", "42"), ("Plate", "KLX 481")),
+        code=CODE,
+        short_code="42-ABCDEF",
+        note="Scan the QR or type the code at the exit.",
+        name="pass-42",
+    )
+    assert printer.print_slip(slip) is None
+    assert fake.wait_for_cuts(1)
+
+    data = fake.received
+    qr_printed = data.index(b"\x1d(k\x03\x001Q0")  # GS ( k fn 81: print the stored symbol
+    short = data.index(b"42-ABCDEF")
+    assert qr_printed < short < data.index(b"Scan the QR")
+    before = data[:short]
+    assert before.rindex(b"\x1b!") == before.rindex(DOUBLE_SIZE)
+    # The long code is the QR's alone, as on a ticket: no text of it to copy.
+    assert fake.qr_payloads() == [CODE]
+    assert CODE not in fake.text()
+
+    preview = open_printer("preview", tmp_path / "preview", logo=tmp_path / "no-logo.png")
+    saved = preview.print_slip(slip)
+    assert saved is not None
+    lines = saved.with_suffix(".txt").read_text(encoding="utf-8").splitlines()
+    assert lines[lines.index(f"[QR: {CODE}]") + 1].strip() == "42-ABCDEF"
+
+
 def test_a_slip_on_a_printer_out_of_paper_raises(tmp_path: Path) -> None:
     from core.devices.printer import SlipPrint
 

@@ -149,6 +149,7 @@ class SlipPrint:
     code: str | None = None  # printed as a QR
     note: str | None = None  # a line under everything
     name: str = "slip"  # the preview's file name
+    short_code: str | None = None  # under the QR, big, as on a ticket: the code to type
 
 
 class PrinterError(LotkeeperError):
@@ -419,8 +420,13 @@ def _slip_blocks(slip: SlipPrint) -> list[_Block]:
         _Rule(),
     ]
     blocks += [_Row(label, value) for label, value in slip.rows]
+    if slip.code or slip.short_code:
+        blocks.append(_Rule())
     if slip.code:
-        blocks += [_Rule(), _Qr(slip.code), _Text(slip.code)]
+        # As on a ticket: the QR alone holds the long code, which nobody types.
+        blocks.append(_Qr(slip.code))
+    if slip.short_code:
+        blocks.append(_Text(slip.short_code, big=True, bold=True))
     if slip.note:
         blocks += [_Rule(), _Text(slip.note)]
     return blocks
