@@ -997,9 +997,9 @@ class AttendantApp(App[None]):
                 ("Plate", stay.plate or "-"),
                 ("Spot", stay.spot_label),
                 ("Paid", paid.rstrip(".")),
-                ("Code to type", issued.short_code),
             ),
             code=issued.code,
+            short_code=issued.short_code,
             note=(
                 f"Scan the QR or type the code at the exit by {self.site.describe_time(leave_by)}."
                 if leave_by

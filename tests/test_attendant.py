@@ -320,6 +320,23 @@ def test_a_lost_ticket_is_found_by_plate_paid_in_cash_and_gets_an_exit_pass_as_a
     assert [e.action for e in audit_entries(site)][:1] == ["exit_pass"]
 
 
+def printed_big_under_the_qr(data: bytes) -> str:
+    """The first line an ESC/POS job prints under its QR, which must be in
+    double width and height (ESC ! n with bits 4 and 5), as a ticket's
+    short code is."""
+    from fake_printer import FakePrinter
+
+    qr_printed = b"\x1d(k\x03\x001Q0"  # GS ( k fn 81: print the stored symbol
+    under = data[data.index(qr_printed) + len(qr_printed) :]
+    reader = FakePrinter()  # not listening: it only reads the bytes fed to it
+    reader.feed(under)
+    line = next(line for line in reader.text().splitlines() if line.strip()).strip()
+    before = under[: under.index(line.encode())]
+    mode = before[before.rindex(b"\x1b!") + 2]  # ESC ! n, the print mode it is in
+    assert mode & 0x30 == 0x30, f"{line!r} is not printed double size"
+    return line
+
+
 def test_a_lost_ticket_paid_by_card_prints_its_exit_pass_on_the_booth_printer(
     site: Site, clock: FixedClock, ana: Any, tmp_path: Path
 ) -> None:
@@ -352,9 +369,10 @@ def test_a_lost_ticket_paid_by_card_prints_its_exit_pass_on_the_booth_printer(
         (printed,) = fake.qr_payloads()
         text = fake.text()
         assert "EXIT PASS" in text and "Scan the QR or type the code at the exit" in text
-        (row,) = [line for line in text.splitlines() if line.startswith("Code to type")]
-        typed = row.split()[-1]
+        # As on a ticket: the short code big under the QR, no long code to copy.
+        typed = printed_big_under_the_qr(fake.received)
         assert typed == app.shown == ticket.short_code  # type: ignore[attr-defined]
+        assert printed not in text
 
     (card,) = lk.payments_for(site, stay_id=ticket.id)
     assert (card.method, card.purpose, card.succeeded) == ("card", "lost_ticket", True)
