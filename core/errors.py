@@ -123,9 +123,15 @@ class TicketUnknown(TicketError):
     reason = "unknown_ticket"
 
     def __init__(self, what: str = "ticket") -> None:
-        if what in ("ticket", "reservation"):  # whole sentences, to translate as such
+        # Whole sentences, to translate as such.
+        if what == "ticket":
             super().__init__(
-                f"We have no record of this {what} at this garage. "
+                "We have no record of this ticket at this garage. "
+                "Please ask the attendant for help."
+            )
+        elif what == "reservation":
+            super().__init__(
+                "We have no record of this reservation at this garage. "
                 "Please ask the attendant for help."
             )
         else:

@@ -374,7 +374,7 @@ def remove_vehicle(site: Site, account_id: int, plate: str) -> None:
         return int(getattr(result, "rowcount", 0))
 
     if site.db.write(work) == 0:
-        raise NotFound(f"The plate {cleaned} is not registered to this account.")
+        raise NotFound("The plate {plate} is not registered to this account.", plate=cleaned)
 
 
 def list_vehicles(site: Site, account_id: int) -> list[Vehicle]:

@@ -167,8 +167,9 @@ def start_payment(
         state = provider.start(_request(site, row, card))
     except ProviderUnavailable as exc:
         raise PaymentUnavailable(
-            f"The card reader cannot be reached right now ({exc}). "
-            "You have not been charged; please try again or see the attendant."
+            "The card reader cannot be reached right now ({reason}). "
+            "You have not been charged; please try again or see the attendant.",
+            reason=exc,
         ) from exc
     return _answered(site, row.id, state)
 
@@ -239,7 +240,7 @@ def _not_marked(
             select(T.exited_at, T.pending_payment).where(T.id == stay_id, T.site_id == site.id)
         ).one_or_none()
         if stay is None:
-            return NotFound(f"No car is parked on ticket {stay_id}.")
+            return NotFound("No car is parked on ticket {ticket}.", ticket=stay_id)
         pending, what = stay.pending_payment, "ticket"
     else:
         booked = session.execute(
@@ -266,7 +267,7 @@ def _not_marked(
         return QuoteChanged()
     if booked is not None and booked.state != "held":
         state = booked.state.replace("_", " ")
-        return ReservationError("not_held", f"This reservation is {state}.")
+        return ReservationError("not_held", "This reservation is {state}.", state=state)
     return ReservationError(
         "hold_expired",
         "The 5 minutes to pay for this reservation are up and the spot was "
@@ -419,8 +420,9 @@ def claim_payment_intent(
         raise InvalidInput(str(exc)) from None
     except ProviderUnavailable as exc:
         raise PaymentUnavailable(
-            f"The payment provider cannot be reached right now ({exc}); "
-            "nothing was charged again. Try again shortly."
+            "The payment provider cannot be reached right now ({reason}); "
+            "nothing was charged again. Try again shortly.",
+            reason=exc,
         ) from exc
     return _answered(site, row.id, state)
 
@@ -460,7 +462,8 @@ def poll_payment(site: Site, payment_id: int) -> Payment:
         state = site.payments.poll(_request(site, row), row.provider_ref)
     except ProviderUnavailable as exc:
         raise PaymentUnavailable(
-            f"Lost contact with the card reader ({exc}). Please wait or see the attendant."
+            "Lost contact with the card reader ({reason}). Please wait or see the attendant.",
+            reason=exc,
         ) from exc
     if state.status.final:
         return _settle(site, payment_id, state)
@@ -481,8 +484,9 @@ def cancel_payment(site: Site, payment_id: int, code: str = "cancelled") -> Paym
             state = site.payments.cancel(_request(site, row), row.provider_ref)
         except ProviderUnavailable as exc:
             raise PaymentUnavailable(
-                f"Could not reach the card reader to cancel ({exc}). "
-                "The attendant will check this payment."
+                "Could not reach the card reader to cancel ({reason}). "
+                "The attendant will check this payment.",
+                reason=exc,
             ) from exc
     if state.status is PaymentStatus.CANCELLED:
         message = (
@@ -743,7 +747,8 @@ def record_refund(
         session.refresh(charge)
         left = charge.amount - charge.refunded
         return RefundRefused(
-            f"Only {format_money(left, charge.currency)} is left to refund on this payment."
+            "Only {amount} is left to refund on this payment.",
+            amount=format_money(left, charge.currency),
         )
     row = PaymentRow(
         site_id=site.id,
@@ -824,8 +829,9 @@ def send_refund(site: Site, row: PaymentRow) -> Payment:
             )
         except ProviderUnavailable as exc:
             raise PaymentUnavailable(
-                f"The refund is recorded but the provider cannot be reached ({exc}); "
-                "it will be completed by the reconciler."
+                "The refund is recorded but the provider cannot be reached ({reason}); "
+                "it will be completed by the reconciler.",
+                reason=exc,
             ) from exc
         if refund.status is PaymentStatus.PENDING:
             return payment_of(_reload(site, row.id))

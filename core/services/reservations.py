@@ -314,7 +314,8 @@ def _payable(site: Site, reservation_id: int) -> ReservationRow:
     """A held reservation whose hold has not run out, or `ReservationError`."""
     row, _ = site.db.read(lambda s: _load(s, site, reservation_id))
     if row.state != ReservationState.HELD:
-        raise ReservationError("not_held", f"This reservation is {row.state.replace('_', ' ')}.")
+        state = row.state.replace("_", " ")
+        raise ReservationError("not_held", "This reservation is {state}.", state=state)
     if row.hold_expires_at <= site.clock.now():
         raise ReservationError(
             "hold_expired",
@@ -464,7 +465,9 @@ def confirm_reservation(site: Site, reservation_id: int) -> Reservation:
     if reservation.state in (ReservationState.CONFIRMED, ReservationState.CHECKED_IN):
         return reservation
     raise ReservationError(
-        "not_paid", f"This reservation is {reservation.state.replace('_', ' ')}, not paid."
+        "not_paid",
+        "This reservation is {state}, not paid.",
+        state=reservation.state.replace("_", " "),
     )
 
 
@@ -515,7 +518,8 @@ def cancel_reservation(
             was = shown_state(now_row, now).value.replace("_", " ")
             return ReservationError(
                 "not_cancellable",
-                f"This reservation is {was} and can no longer be cancelled.",
+                "This reservation is {state} and can no longer be cancelled.",
+                state=was,
             )
         session.execute(update(Claim).where(Claim.id == row.claim_id).values(cancelled_at=now))
         paid = session.scalars(
@@ -664,7 +668,9 @@ def _not_admitted(site: Site, row: ReservationRow, now: datetime) -> _Refused:
     if state is ReservationState.CANCELLED:
         return _Refused(
             ReservationError(
-                "cancelled", f"This reservation was cancelled at {when(row.cancelled_at or now)}."
+                "cancelled",
+                "This reservation was cancelled at {time}.",
+                time=when(row.cancelled_at or now),
             )
         )
     if state in (ReservationState.HELD, ReservationState.EXPIRED):

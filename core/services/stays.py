@@ -118,11 +118,11 @@ def pay_ticket(site: Site, code: str, card: str | None = None, kiosk: str = "") 
             raise NothingToPay("This ticket has already been used to exit.")
         if status.due == 0:
             until = status.paid_until
-            raise NothingToPay(
-                f"Nothing to pay: you may leave until {site.describe_time(until)}."
-                if until and until >= site.clock.now()
-                else "Nothing to pay: you may leave now."
-            )
+            if until and until >= site.clock.now():
+                raise NothingToPay(
+                    "Nothing to pay: you may leave until {time}.", time=site.describe_time(until)
+                )
+            raise NothingToPay("Nothing to pay: you may leave now.")
         return start_payment(
             site,
             PaymentPurpose.STAY,
@@ -187,7 +187,7 @@ def find_stays(
 def _open_stay(session: Session, site: Site, stay_id: int) -> StayRow:
     stay = session.execute(_OPEN_STAYS.where(T.site_id == site.id, T.id == stay_id)).one_or_none()
     if stay is None:
-        raise NotFound(f"No car is parked on ticket {stay_id}.")
+        raise NotFound("No car is parked on ticket {ticket}.", ticket=stay_id)
     return stay
 
 
