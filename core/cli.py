@@ -254,7 +254,7 @@ def cmd_kiosk(args: argparse.Namespace, out: TextIO) -> int:
     try:
         from kiosk.app import KioskApp, run_unattended
     except ImportError as exc:  # pragma: no cover - a broken install
-        raise ConfigError(f"the kiosk app is not installed ({exc})") from None
+        raise ConfigError("the kiosk app is not installed ({reason})", reason=exc) from None
 
     settings = _settings(args)  # a bad config is one clear line, before any screen
 
@@ -320,7 +320,7 @@ def cmd_api(args: argparse.Namespace, out: TextIO) -> int:
     try:
         from api.app import serve
     except ImportError as exc:  # pragma: no cover - a broken install
-        raise ConfigError(f"the API is not installed ({exc})") from None
+        raise ConfigError("the API is not installed ({reason})", reason=exc) from None
 
     site = _open(args)
     # X-Forwarded-For is read by the API from `api.trusted_proxies` only.
@@ -332,7 +332,7 @@ def cmd_attendant(args: argparse.Namespace, out: TextIO) -> int:
     try:
         from attendant.app import AttendantApp
     except ImportError as exc:  # pragma: no cover - a broken install
-        raise ConfigError(f"the attendant console is not installed ({exc})") from None
+        raise ConfigError("the attendant console is not installed ({reason})", reason=exc) from None
 
     AttendantApp(_open(args)).run()
     return 0
@@ -396,7 +396,7 @@ def _signed_in(site: Any, name: str, *, supervisor: bool = False) -> Any:
 
     who = staff_sign_in(site, name, _ask_pin(f"{name}'s PIN: "))
     if supervisor and not who.supervisor:
-        raise ConfigError(f"{who.name} is not a supervisor; nothing was changed")
+        raise ConfigError("{name} is not a supervisor; nothing was changed", name=who.name)
     return who
 
 
@@ -442,7 +442,9 @@ def _money_arg(text: str, what: str) -> int:
     except InvalidOperation:
         amount = Decimal(-1)
     if not text.strip().lstrip("$").isascii() or amount < 0 or amount != round(amount, 2):
-        raise ConfigError(f"{what} takes an amount of money such as 99.50, not {text!r}")
+        raise ConfigError(
+            "{what} takes an amount of money such as 99.50, not {text!r}", what=what, text=text
+        )
     return int(amount * 100)
 
 
@@ -497,7 +499,7 @@ def cmd_report(args: argparse.Namespace, out: TextIO) -> int:
     try:
         day = date.fromisoformat(args.day)
     except ValueError:
-        raise ConfigError(f"--day takes a date as YYYY-MM-DD, not {args.day!r}") from None
+        raise ConfigError("--day takes a date as YYYY-MM-DD, not {day!r}", day=args.day) from None
     report = day_report(_open(args), day)
     _write_report(report, out, args.csv)
     return 0
@@ -514,7 +516,9 @@ def cmd_audit_verify(args: argparse.Namespace, out: TextIO) -> int:
         # ASCII only: int() would also read other scripts' digits.
         match = re.fullmatch(r"([0-9]{1,18}):([0-9a-f]{8,64})", text.strip().lower())
         if match is None:
-            raise ConfigError(f"--expect takes ROW:MAC as printed on a report, not {text!r}")
+            raise ConfigError(
+                "--expect takes ROW:MAC as printed on a report, not {text!r}", text=text
+            )
         expected.append((int(match[1]), match[2]))
     site = _open(args)
     check = verify_audit(site)

@@ -335,11 +335,15 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             with path.open("rb") as handle:
                 values = tomllib.load(handle)
         except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
+            raise ConfigError("config file {path} does not exist", path=path) from None
         except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+            raise ConfigError(
+                "cannot read config file {path}: {reason}", path=path, reason=exc.strerror
+            ) from None
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+            raise ConfigError(
+                "config file {path} is not valid TOML: {reason}", path=path, reason=exc
+            ) from None
     for section, section_values in overrides.items():
         merged = dict(values.get(section, {}))
         merged.update(section_values)

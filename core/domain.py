@@ -39,7 +39,9 @@ class Size(enum.IntEnum):
                 return cls[value.strip().upper()]
             except KeyError:
                 pass
-        raise InvalidInput(f"Unknown car size {value!r}: choose small, medium or large.")
+        raise InvalidInput(
+            "Unknown car size {value!r}: choose small, medium or large.", value=value
+        )
 
     def fits_in(self, spot_size: Size) -> bool:
         return spot_size >= self
@@ -68,7 +70,9 @@ class Need(enum.StrEnum):
                 return cls(value.strip().lower())
             except ValueError:
                 pass
-        raise InvalidInput(f"Unknown spot need {value!r}: choose accessible or ev, or none.")
+        raise InvalidInput(
+            "Unknown spot need {value!r}: choose accessible or ev, or none.", value=value
+        )
 
 
 class ClaimKind(enum.StrEnum):

@@ -56,7 +56,7 @@ def _flags(where: str, table: dict[str, Any]) -> dict[str, bool]:
     for flag in _FLAGS:
         value = table.get(flag, False)
         if not isinstance(value, bool):
-            raise LayoutError(f"{where}.{flag}: must be true or false")
+            raise LayoutError("{where}.{flag}: must be true or false", where=where, flag=flag)
         flags[flag] = value
     return flags
 
@@ -66,16 +66,18 @@ def _size(where: str, table: dict[str, Any]) -> Size:
         return Size.parse(table.get("size", ""))
     except InvalidInput:
         raise LayoutError(
-            f"{where}.size: {table.get('size')!r} is not small, medium or large"
+            "{where}.size: {size!r} is not small, medium or large",
+            where=where,
+            size=table.get("size"),
         ) from None
 
 
 def _check_keys(where: str, table: Any, allowed: set[str]) -> dict[str, Any]:
     if not isinstance(table, dict):
-        raise LayoutError(f"{where}: must be a table")
+        raise LayoutError("{where}: must be a table", where=where)
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise LayoutError(f"{where}: unknown key {unknown[0]!r}")
+        raise LayoutError("{where}: unknown key {key!r}", where=where, key=unknown[0])
     return table
 
 
@@ -84,7 +86,7 @@ def parse_layout(data: dict[str, Any], source: str = "layout") -> LotLayout:
     _check_keys(source, data, {"name", "levels"})
     levels = data.get("levels")
     if not isinstance(levels, list) or not levels:
-        raise LayoutError(f"{source}: needs at least one [[levels]] table")
+        raise LayoutError("{source}: needs at least one [[levels]] table", source=source)
     spots: list[SpotSpec] = []
     seen: dict[str, str] = {}
     position = 0
@@ -94,9 +96,18 @@ def parse_layout(data: dict[str, Any], source: str = "layout") -> LotLayout:
     ) -> None:
         nonlocal position
         if not _LABEL.match(label):
-            raise LayoutError(f"{where}: spot label {label!r} must be 1-32 letters, digits, . _ -")
+            raise LayoutError(
+                "{where}: spot label {label!r} must be 1-32 letters, digits, . _ -",
+                where=where,
+                label=label,
+            )
         if label in seen:
-            raise LayoutError(f"{where}: spot {label!r} is already defined at {seen[label]}")
+            raise LayoutError(
+                "{where}: spot {label!r} is already defined at {at}",
+                where=where,
+                label=label,
+                at=seen[label],
+            )
         seen[label] = where
         position += 1
         spots.append(SpotSpec(label, level, order, position, size, **flags))
@@ -107,20 +118,28 @@ def parse_layout(data: dict[str, Any], source: str = "layout") -> LotLayout:
         _check_keys(where, level, {"name", "rows", "spots"})
         name = level.get("name")
         if not isinstance(name, str) or not name.strip() or len(name) > 32:
-            raise LayoutError(f"{where}.name: each level needs a name of 1-32 characters")
+            raise LayoutError(
+                "{where}.name: each level needs a name of 1-32 characters", where=where
+            )
         if name in level_names:
-            raise LayoutError(f"{where}.name: level {name!r} appears twice")
+            raise LayoutError("{where}.name: level {name!r} appears twice", where=where, name=name)
         level_names.add(name)
         for index, row in enumerate(level.get("rows", [])):
             row_where = f"{where}.rows[{index}]"
             _check_keys(row_where, row, {"prefix", "count", "start", "size", *_FLAGS})
             prefix, count, start = row.get("prefix"), row.get("count"), row.get("start", 1)
             if not isinstance(prefix, str) or not prefix:
-                raise LayoutError(f"{row_where}.prefix: needs a text prefix such as '1A'")
+                raise LayoutError(
+                    "{row_where}.prefix: needs a text prefix such as '1A'", row_where=row_where
+                )
             if not isinstance(count, int) or not 1 <= count <= 2000:
-                raise LayoutError(f"{row_where}.count: needs a whole number from 1 to 2000")
+                raise LayoutError(
+                    "{row_where}.count: needs a whole number from 1 to 2000", row_where=row_where
+                )
             if not isinstance(start, int) or start < 0:
-                raise LayoutError(f"{row_where}.start: needs a whole number >= 0")
+                raise LayoutError(
+                    "{row_where}.start: needs a whole number >= 0", row_where=row_where
+                )
             size, flags = _size(row_where, row), _flags(row_where, row)
             digits = max(2, len(str(start + count - 1)))
             for number in range(start, start + count):
@@ -130,13 +149,15 @@ def parse_layout(data: dict[str, Any], source: str = "layout") -> LotLayout:
             _check_keys(spot_where, spot, {"label", "size", *_FLAGS})
             label = spot.get("label")
             if not isinstance(label, str):
-                raise LayoutError(f"{spot_where}.label: each spot needs a label")
+                raise LayoutError(
+                    "{spot_where}.label: each spot needs a label", spot_where=spot_where
+                )
             add(spot_where, label, name, order, _size(spot_where, spot), _flags(spot_where, spot))
     if not spots:
-        raise LayoutError(f"{source}: the layout has no spots")
+        raise LayoutError("{source}: the layout has no spots", source=source)
     name = data.get("name", "Lot")
     if not isinstance(name, str):
-        raise LayoutError(f"{source}.name: must be text")
+        raise LayoutError("{source}.name: must be text", source=source)
     return LotLayout(name, tuple(spots))
 
 
@@ -147,9 +168,13 @@ def read_layout(path: str | Path) -> LotLayout:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
     except FileNotFoundError:
-        raise LayoutError(f"layout file {path} does not exist") from None
+        raise LayoutError("layout file {path} does not exist", path=path) from None
     except OSError as exc:
-        raise LayoutError(f"cannot read layout file {path}: {exc.strerror}") from None
+        raise LayoutError(
+            "cannot read layout file {path}: {reason}", path=path, reason=exc.strerror
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise LayoutError(f"layout file {path} is not valid TOML: {exc}") from None
+        raise LayoutError(
+            "layout file {path} is not valid TOML: {reason}", path=path, reason=exc
+        ) from None
     return parse_layout(data, path.name)

@@ -97,7 +97,9 @@ class SmtpMailer:
         try:
             context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
         except (OSError, ssl.SSLError) as exc:
-            raise DeliveryFailed(f"cannot read smtp.ca_file {s.ca_file}: {exc}") from None
+            raise DeliveryFailed(
+                "cannot read smtp.ca_file {ca_file}: {reason}", ca_file=s.ca_file, reason=exc
+            ) from None
         try:
             client: smtplib.SMTP
             if s.security == "tls":
@@ -115,18 +117,28 @@ class SmtpMailer:
                 client.send_message(message)
         except smtplib.SMTPAuthenticationError as exc:
             raise DeliveryFailed(
-                f"the SMTP server {where} refused the login ({exc.smtp_code})"
+                "the SMTP server {where} refused the login ({code})",
+                where=where,
+                code=exc.smtp_code,
             ) from None
         except smtplib.SMTPRecipientsRefused:
-            raise DeliveryFailed(f"the SMTP server {where} refused {message['To']}") from None
+            raise DeliveryFailed(
+                "the SMTP server {where} refused {to}", where=where, to=message["To"]
+            ) from None
         except smtplib.SMTPException as exc:
-            raise DeliveryFailed(f"SMTP error from {where}: {exc}") from None
+            raise DeliveryFailed(
+                "SMTP error from {where}: {reason}", where=where, reason=exc
+            ) from None
         except ssl.SSLError as exc:  # before OSError, of which it is one
             raise DeliveryFailed(
-                f"TLS with the SMTP server {where} failed ({exc.reason or exc}); "
-                "check smtp.security and smtp.ca_file"
+                "TLS with the SMTP server {where} failed ({reason}); "
+                "check smtp.security and smtp.ca_file",
+                where=where,
+                reason=exc.reason or exc,
             ) from None
         except OSError as exc:
             raise DeliveryFailed(
-                f"cannot reach the SMTP server {where}: {exc.strerror or exc}"
+                "cannot reach the SMTP server {where}: {reason}",
+                where=where,
+                reason=exc.strerror or exc,
             ) from None

@@ -77,10 +77,12 @@ def _read_or_create_secret(path: Path) -> bytes:
         secret = path.read_text(encoding="ascii").strip()
     except OSError as exc:
         raise ConfigError(
-            f"cannot read or create the ticket secret file {path}: {exc.strerror}"
+            "cannot read or create the ticket secret file {path}: {reason}",
+            path=path,
+            reason=exc.strerror,
         ) from None
     if len(secret) < 32:
-        raise ConfigError(f"the ticket secret in {path} is shorter than 32 characters")
+        raise ConfigError("the ticket secret in {path} is shorter than 32 characters", path=path)
     return secret.encode()
 
 
@@ -88,9 +90,10 @@ def _read_shared_secret(path: Path) -> bytes:
     """A secret file an operator put in place for every host of the site."""
     if not path.exists():
         raise ConfigError(
-            f"tickets.secret_file {path} does not exist. On a server database every "
+            "tickets.secret_file {path} does not exist. On a server database every "
             "kiosk must use the same ticket secret: copy the site's secret file there, "
-            "or set tickets.secret (LOTKEEPER_TICKETS__SECRET)."
+            "or set tickets.secret (LOTKEEPER_TICKETS__SECRET).",
+            path=path,
         )
     return _read_or_create_secret(path)
 

@@ -433,7 +433,9 @@ class _Checker:
         self.unit = "cents"  # replaced once the currency is known
 
     def fail(self, key: str, problem: str) -> NoReturn:
-        raise ConfigError(f"bad tariff {self.source}: {key}: {problem}")
+        raise ConfigError(
+            "bad tariff {source}: {key}: {problem}", source=self.source, key=key, problem=problem
+        )
 
     def table(self, key: str, value: object, allowed: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -559,11 +561,15 @@ def load_tariff(path: str | Path) -> Tariff:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"tariff file {path} does not exist") from None
+        raise ConfigError("tariff file {path} does not exist", path=path) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read tariff file {path}: {exc.strerror}") from None
+        raise ConfigError(
+            "cannot read tariff file {path}: {reason}", path=path, reason=exc.strerror
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"bad tariff {path}: not valid TOML: {exc}") from None
+        raise ConfigError(
+            "bad tariff {path}: not valid TOML: {reason}", path=path, reason=exc
+        ) from None
     except UnicodeDecodeError:
-        raise ConfigError(f"bad tariff {path}: not UTF-8 text") from None
+        raise ConfigError("bad tariff {path}: not UTF-8 text", path=path) from None
     return parse_tariff(data, str(path))

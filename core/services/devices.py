@@ -293,19 +293,23 @@ def decommission_device(site: Site, by: Actor, device_id: str, reason: str) -> D
     why = check_reason(reason)
     device_id = device_id.strip()
 
-    def work(session: Session) -> DeviceHealth | str:
+    def work(session: Session) -> DeviceHealth | InvalidInput:
         now = site.clock.now()
         row = session.get(Device, (site.id, device_id))
         if row is None:
-            raise NotFound(f"There is no device {device_id!r}; `lotkeeper device list` names them.")
+            raise NotFound(
+                "There is no device {device_id!r}; `lotkeeper device list` names them.",
+                device_id=device_id,
+            )
         gone = DeviceHealth(
             row.device_id, row.role, _components(row.components), row.last_seen_at, True
         )
         params = {"b_site": site.id, "b_device": device_id, "b_silent_since": now - SILENT_AFTER}
         if rows_touched(session.execute(_DECOMMISSION, params)) != 1:
-            return (
-                f"{device_id} is still reporting (a heartbeat since "
-                f"{site.describe_time(now - SILENT_AFTER)}): switch it off first."
+            return InvalidInput(
+                "{device_id} is still reporting (a heartbeat since {time}): switch it off first.",
+                device_id=device_id,
+                time=site.describe_time(now - SILENT_AFTER),
             )
         seq = record_audit(
             session,
@@ -335,6 +339,6 @@ def decommission_device(site: Site, by: Actor, device_id: str, reason: str) -> D
         return gone
 
     done = site.db.write(work)
-    if isinstance(done, str):
-        raise InvalidInput(done)
+    if isinstance(done, InvalidInput):
+        raise done
     return done

@@ -109,7 +109,7 @@ def retire_key(site: Site, key_id: str, source: str = "") -> KeyInfo:
         retired = session.execute(_RETIRE, {"b_site": site.id, "b_key": key_id, "now": now})
         key = session.get(SigningKey, (site.id, key_id), populate_existing=True)
         if key is None:
-            raise InvalidInput(f"There is no signing key {key_id}.")
+            raise InvalidInput("There is no signing key {key_id}.", key_id=key_id)
         if rows_touched(retired) == 1:
             record_event(
                 session,
@@ -122,7 +122,7 @@ def retire_key(site: Site, key_id: str, source: str = "") -> KeyInfo:
             )
         elif key.active:
             raise InvalidInput(
-                f"{key_id} signs new tickets; rotate to a new key before retiring it."
+                "{key_id} signs new tickets; rotate to a new key before retiring it.", key_id=key_id
             )
         return KeyInfo(key.key_id, key.active, key.created_at, key.retired_at)
 

@@ -81,8 +81,9 @@ def load_layout(site: Site, layout: LotLayout, source: str = "") -> LayoutResult
             if len(problems) > 5:
                 shown += f"; and {len(problems) - 5} more"
             raise LayoutError(
-                f"Layout not applied: these spots have a car or a booking: {shown}. "
-                "Move or end those first."
+                "Layout not applied: these spots have a car or a booking: {shown}. "
+                "Move or end those first.",
+                shown=shown,
             )
         for spot, values in changes:
             touched = session.execute(

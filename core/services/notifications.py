@@ -143,7 +143,7 @@ def set_notification_preferences(site: Site, account_id: int, **choices: bool) -
     stay as they were."""
     unknown = set(choices) - set(Preferences.__dataclass_fields__)
     if unknown:
-        raise InvalidInput(f"Unknown notice choice: {', '.join(sorted(unknown))}.")
+        raise InvalidInput("Unknown notice choice: {choices}.", choices=", ".join(sorted(unknown)))
 
     def work(session: Session) -> None:
         changed = session.execute(

@@ -58,7 +58,7 @@ def check_reason(reason: str) -> str:
 
 def _supervisor(staff: Staff, what: str) -> None:
     if not staff.supervisor:
-        raise NotAllowed(f"Only a supervisor may {what}; ask one to sign in.")
+        raise NotAllowed("Only a supervisor may {what}; ask one to sign in.", what=what)
 
 
 def _override(
@@ -120,7 +120,9 @@ def waive_fee(
             raise NothingToPay("Nothing is left to pay for this stay.")
         waived = due if amount is None else amount
         if isinstance(waived, bool) or not 0 < waived <= due:
-            raise InvalidInput(f"A discount is between 1 and {due} (what the stay owes), in cents.")
+            raise InvalidInput(
+                "A discount is between 1 and {due} (what the stay owes), in cents.", due=due
+            )
         money = format_money(waived, site.tariff.currency)
 
         def audit(session: Session) -> None:
@@ -219,9 +221,9 @@ def move_car(site: Site, staff: Staff, stay_id: int, to_spot: str, reason: str) 
             )
         ).one_or_none()
         if target is None:
-            raise NotFound(f"There is no spot {to_spot} in this garage.")
+            raise NotFound("There is no spot {to_spot} in this garage.", to_spot=to_spot)
         if target.id == stay.spot_id:
-            raise InvalidInput(f"The car is already in {target.label}.")
+            raise InvalidInput("The car is already in {spot}.", spot=target.label)
         old = session.get_one(Claim, stay.claim_id)
         # The rest of the stay's window (an overstayer's has run out: 15 min).
         end = old.ends_at if old.ends_at > now else now + timedelta(minutes=15)
@@ -230,8 +232,8 @@ def move_car(site: Site, staff: Staff, stay_id: int, to_spot: str, reason: str) 
         )
         if claimed is None:
             raise InvalidInput(
-                f"Spot {target.label} is not free for this car (taken, booked, closed or "
-                "too small)."
+                "Spot {spot} is not free for this car (taken, booked, closed or too small).",
+                spot=target.label,
             )
         session.execute(
             update(Claim).where(Claim.id == old.id, Claim.ends_at > now).values(ends_at=now)
@@ -436,20 +438,20 @@ def set_out_of_service(site: Site, staff: Staff, spot_label: str, out: bool, rea
     its claims are read, so no claim can slip in between."""
     why = check_reason(reason)
 
-    def work(session: Session) -> str | None:
+    def work(session: Session) -> InvalidInput | None:
         now = site.clock.now()
         spot = session.scalars(
             select(Spot).where(Spot.site_id == site.id, Spot.label == spot_label.strip())
         ).one_or_none()
         if spot is None or spot.removed:
-            raise NotFound(f"There is no spot {spot_label} in this garage.")
+            raise NotFound("There is no spot {spot_label} in this garage.", spot_label=spot_label)
         locked = session.execute(_LOCK_SPOT.where(Spot.id == spot.id, Spot.site_id == site.id))
         if rows_touched(locked) != 1:
-            raise NotFound(f"There is no spot {spot_label} in this garage.")
+            raise NotFound("There is no spot {spot_label} in this garage.", spot_label=spot_label)
         if out and spot_in_use(session, site, spot.id, now):
-            return (
-                f"Spot {spot.label} has a car or a booking: move the car or cancel the "
-                "booking first."
+            return InvalidInput(
+                "Spot {spot} has a car or a booking: move the car or cancel the booking first.",
+                spot=spot.label,
             )
         session.execute(update(Spot).where(Spot.id == spot.id).values(out_of_service=out))
         action = "spot_closed" if out else "spot_reopened"
@@ -469,5 +471,5 @@ def set_out_of_service(site: Site, staff: Staff, spot_label: str, out: bool, rea
 
     refused = site.db.write(work)
     if refused is not None:
-        raise InvalidInput(refused)
+        raise refused
     site.forget_spots()

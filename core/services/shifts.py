@@ -202,7 +202,7 @@ class ShiftInfo:
 
 def _money(amount: int, what: str) -> int:
     if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
-        raise InvalidInput(f"The {what} is a whole number of cents, 0 or more.")
+        raise InvalidInput("The {what} is a whole number of cents, 0 or more.", what=what)
     return amount
 
 
@@ -234,7 +234,7 @@ def open_shift(site: Site, staff: Staff, float_amount: int) -> ShiftInfo:
         # Only for the message: the unique key decides (a racing second
         # insert fails as a duplicate, and the rerun lands here).
         if _open_shift_id(session, site, staff) is not None:
-            raise InvalidInput(f"{staff.name} already has a shift open; close it first.")
+            raise InvalidInput("{name} already has a shift open; close it first.", name=staff.name)
         now = site.clock.now()
         row = Shift(
             site_id=site.id,
@@ -297,7 +297,7 @@ def _close(
     by: Staff,
     find: Callable[[Session], int | None],
     counted_amount: int,
-    nothing_open: str,
+    nothing_open: NotFound,
 ) -> Report:
     """Close the shift `find` names, as `by`: one conditional write decides
     (`closed_at IS NULL`), so a second close anywhere gets `NotFound`."""
@@ -310,7 +310,7 @@ def _close(
             _CLOSE_SHIFT, {"shift": shift_id or 0, "now": now, "counted": counted_amount}
         )
         if shift_id is None or rows_touched(closed) != 1:
-            raise NotFound(nothing_open)
+            raise nothing_open
         row = session.get_one(Shift, shift_id, populate_existing=True)
         record_audit(
             session,
@@ -341,7 +341,7 @@ def close_shift(site: Site, staff: Staff, counted_amount: int) -> Report:
         staff,
         lambda session: _open_shift_id(session, site, staff),
         counted_amount,
-        f"{staff.name} has no shift open.",
+        NotFound("{name} has no shift open.", name=staff.name),
     )
 
 
@@ -358,4 +358,10 @@ def close_shift_by_id(site: Site, supervisor: Staff, shift_id: int, counted_amou
             select(Shift.id).where(Shift.site_id == site.id, Shift.id == shift_id)
         )
 
-    return _close(site, supervisor, find, counted_amount, f"Shift {shift_id} is not open.")
+    return _close(
+        site,
+        supervisor,
+        find,
+        counted_amount,
+        NotFound("Shift {shift} is not open.", shift=shift_id),
+    )

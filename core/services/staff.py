@@ -61,7 +61,7 @@ def check_pin(pin: str) -> None:
     """A PIN is 4 to 12 digits."""
     low, high = PIN_LENGTH
     if not (pin.isascii() and pin.isdigit() and low <= len(pin) <= high):
-        raise InvalidInput(f"A PIN is {low} to {high} digits.")
+        raise InvalidInput("A PIN is {low} to {high} digits.", low=low, high=high)
 
 
 def add_staff(site: Site, name: str, role: str, pin: str, by: Actor = CLI) -> Staff:
@@ -69,7 +69,7 @@ def add_staff(site: Site, name: str, role: str, pin: str, by: Actor = CLI) -> St
     role or PIN, or a name already in use."""
     name = _clean_name(name)
     if role not in ROLES:
-        raise InvalidInput(f"A role is one of: {', '.join(ROLES)}.")
+        raise InvalidInput("A role is one of: {roles}.", roles=", ".join(ROLES))
     check_pin(pin)
     hashed = HASHER.hash(pin)
 
@@ -78,7 +78,7 @@ def add_staff(site: Site, name: str, role: str, pin: str, by: Actor = CLI) -> St
             select(StaffMember.id).where(StaffMember.site_id == site.id, StaffMember.name == name)
         )
         if taken is not None:
-            return InvalidInput(f"There is already a staff member called {name}.")
+            return InvalidInput("There is already a staff member called {name}.", name=name)
         now = site.clock.now()
         row = StaffMember(site_id=site.id, name=name, role=role, pin_hash=hashed, created_at=now)
         session.add(row)
@@ -141,7 +141,7 @@ def disable_staff(site: Site, name: str, reason: str = "", by: Actor = CLI) -> S
 
     result = site.db.write(work)
     if result is None:
-        raise NotFound(f"There is no staff member called {name}.")
+        raise NotFound("There is no staff member called {name}.", name=name)
     return result
 
 

@@ -75,9 +75,11 @@ def _unreachable(exc: DBAPIError, url: str) -> DatabaseUnavailable | None:
     if code in MYSQL_UNREACHABLE:
         args: tuple[object, ...] = getattr(exc.orig, "args", ())
         reason = str(args[1]) if len(args) > 1 else str(exc.orig)
-        return DatabaseUnavailable(f"The database at {where} cannot be used right now: {reason}")
+        return DatabaseUnavailable(
+            "The database at {where} cannot be used right now: {reason}", where=where, reason=reason
+        )
     if "unable to open database file" in str(exc.orig):
-        return DatabaseUnavailable(f"The database file for {where} cannot be opened.")
+        return DatabaseUnavailable("The database file for {where} cannot be opened.", where=where)
     return None
 
 

@@ -64,5 +64,7 @@ def require_current(engine: Engine) -> None:
     if current != head:
         state = "has no Lotkeeper tables" if current is None else f"is at revision {current}"
         raise SchemaOutOfDate(
-            f"The database {state}; this Lotkeeper needs {head}. Run `lotkeeper db upgrade`."
+            "The database {state}; this Lotkeeper needs {head}. Run `lotkeeper db upgrade`.",
+            state=state,
+            head=head,
         )
