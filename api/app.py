@@ -19,6 +19,7 @@ import hashlib
 import ipaddress
 import json
 import logging
+import math
 import threading
 import time
 from collections import defaultdict, deque
@@ -128,9 +129,21 @@ ReservationId = Annotated[int, Path(ge=1, le=MAX_ID, description="One of your re
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+        self.retry_after = retry_after  # seconds until it may try again: `Retry-After`
+
+    def answer(self) -> JSONResponse:
+        headers = {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+        return problem(self.status, self.code, self.message, self.field, **headers)
 
 
 def problem(
@@ -232,8 +245,11 @@ class SignInLimiter:
             while recent and recent[0] <= now - self.window:
                 recent.popleft()
             if len(recent) >= self.attempts:
-                wait = int(recent[0] + self.window - now) + 1
-                raise ApiError(429, "too_many_requests", f"Too many sign-ins; wait {wait} s.")
+                # The oldest attempt leaves the window then, and one more is let in.
+                wait = max(1, math.ceil(recent[0] + self.window - now))
+                raise ApiError(
+                    429, "too_many_requests", f"Too many sign-ins; wait {wait} s.", retry_after=wait
+                )
             recent.append(now)
 
 
@@ -300,7 +316,7 @@ def create_app(
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
-        return problem(error.status, error.code, error.message, error.field)
+        return error.answer()
 
     @app.exception_handler(LotkeeperError)
     async def engine_error(request: Request, error: LotkeeperError) -> JSONResponse:
@@ -692,7 +708,7 @@ def _answer(run: Write) -> Response:
     try:
         status, model = run()
     except ApiError as error:
-        return problem(error.status, error.code, error.message, error.field)
+        return error.answer()
     except LotkeeperError as error:
         return engine_problem(error)
     if model is None:

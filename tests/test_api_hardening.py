@@ -219,6 +219,31 @@ def test_guessing_ticket_codes_is_a_429_with_retry_after(http: TestClient, site:
     assert int(answers[-1].headers["Retry-After"]) >= 1
 
 
+def test_too_many_sign_ins_is_a_429_with_retry_after_until_the_limit_frees(site: Site) -> None:
+    app = create_app(site, sign_in_limiter=SignInLimiter(attempts=2, window=60))
+    with TestClient(app, client=LOOPBACK) as http:
+        answers = [
+            http.post("/session", json={"email": "nobody@example.com", "password": "a guess"})
+            for _ in range(3)
+        ]
+    assert [a.status_code for a in answers] == [401, 401, 429]
+    assert answers[-1].json()["code"] == "too_many_requests"
+    assert 1 <= int(answers[-1].headers["Retry-After"]) <= 60
+
+
+def test_the_sign_in_limiter_waits_exactly_until_its_oldest_attempt_leaves_the_window() -> None:
+    limiter = SignInLimiter(attempts=2, window=60)
+    limiter.check("a", now=100.0)
+    limiter.check("a", now=110.0)
+    with pytest.raises(api_app.ApiError) as refused:
+        limiter.check("a", now=129.5)
+    assert refused.value.retry_after == 31  # the attempt at 100 leaves at 160
+    with pytest.raises(api_app.ApiError) as refused:
+        limiter.check("a", now=130.0)
+    assert refused.value.retry_after == 30
+    limiter.check("a", now=160.0)  # and then it is let through
+
+
 # -- who the client is ----------------------------------------------------------------
 
 
