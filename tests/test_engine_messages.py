@@ -213,6 +213,39 @@ def _assigned(name: str, scope: ast.AST) -> Iterator[ast.expr]:
             )
 
 
+def templates(message: Message) -> list[str]:
+    """The templates a message argument can be: its text, each text it
+    picks from (`a if c else b`), the texts its name is bound to in its
+    scope, a parameter's default. Empty for a text only known when it
+    runs (`str(exc)`)."""
+    return list(_texts(message.node, message.scope))
+
+
+def _texts(node: ast.expr, scope: ast.AST) -> Iterator[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        yield node.value
+    elif isinstance(node, ast.IfExp):
+        yield from _texts(node.body, scope)
+        yield from _texts(node.orelse, scope)
+    elif isinstance(node, ast.Name):
+        for value in _assigned(node.id, scope):
+            yield from _texts(value, scope)
+        if isinstance(scope, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            arguments = scope.args
+            positional = [*arguments.posonlyargs, *arguments.args]
+            defaults: list[tuple[ast.arg, ast.expr | None]] = [
+                *zip(
+                    positional[len(positional) - len(arguments.defaults) :],
+                    arguments.defaults,
+                    strict=True,
+                ),
+                *zip(arguments.kwonlyargs, arguments.kw_defaults, strict=True),
+            ]
+            for parameter, default in defaults:
+                if parameter.arg == node.id and default is not None:
+                    yield from _texts(default, scope)
+
+
 def built_messages(skip: set[str] = NOT_YET_CONVERTED) -> list[str]:
     return [
         f"{m.where}: {m.error}({ast.unparse(m.node)[:70]})"
@@ -256,6 +289,19 @@ def test_the_scan_knows_a_built_message_from_a_template() -> None:
         'text = "At most {n} hours."\ntext',
     ):
         assert not built(*parse(source)), source
+
+
+def test_a_message_s_templates_are_found_through_choices_names_and_defaults() -> None:
+    by_error: dict[str, set[str]] = {}
+    for message in engine_messages():
+        by_error.setdefault(message.error.split(" ")[0], set()).update(templates(message))
+    assert "Nothing to pay: you may leave until {time}." in by_error["NothingToPay"]
+    assert "Nothing to pay: you may leave now." in by_error["NothingToPay"]
+    # SignInFailed's own message is its parameter's default.
+    assert (
+        "That email and password do not match an account. Please try again."
+        in by_error["SignInFailed"]
+    )
 
 
 def test_every_engine_message_is_a_template_with_its_values() -> None:

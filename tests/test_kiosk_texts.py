@@ -8,6 +8,8 @@ import string
 from pathlib import Path
 
 import kiosk
+from core.clock import FixedClock
+from core.site import Site
 from kiosk.i18n import LOCALE_DIR, PoTranslations
 
 KIOSK_DIR = Path(kiosk.__file__).parent
@@ -45,8 +47,51 @@ def fields(text: str) -> set[str]:
 
 def test_translations_keep_every_placeholder() -> None:
     catalog = PoTranslations(LOCALE_DIR / "es.po")
-    for text in texts_in_code() | set(line_templates()):
+    for text in texts_in_code() | set(line_templates()) | set(engine_templates()):
         assert fields(text) == fields(catalog.gettext(text)), text
+
+
+# Where the engine raises what only staff read (the console, the CLI, a
+# config file): those messages are templates too, but stay English.
+STAFF_SERVICES = {"audit", "api_access", "booth", "devices", "keys", "layout", "overrides"}
+STAFF_SERVICES |= {"shifts", "staff"}
+STAFF_ERRORS = {"ConfigError", "LayoutError", "DeliveryFailed", "DatabaseUnavailable"}
+STAFF_ERRORS |= {"SchemaOutOfDate"}
+
+
+def meets_a_driver(path: str) -> bool:
+    if path in ("core/errors.py", "core/tariff.py", "core/ticket_codes.py"):
+        return True
+    if path.startswith("core/payments/"):
+        return True
+    folder, _, name = path.rpartition("/")
+    return folder == "core/services" and name.removesuffix(".py") not in STAFF_SERVICES
+
+
+def engine_templates() -> list[str]:
+    """Every template of an error a driver can meet from the engine: those
+    raised in `core/errors.py`, the driver's services, the tariff, the
+    ticket codes and the payment providers (found by the scan of
+    tests/test_engine_messages.py)."""
+    from test_engine_messages import engine_messages, templates
+
+    return sorted(
+        {
+            template
+            for message in engine_messages()
+            if meets_a_driver(message.path) and message.error.split(" ")[0] not in STAFF_ERRORS
+            for template in templates(message)
+        }
+    )
+
+
+def test_every_engine_message_a_driver_can_meet_has_a_spanish_translation() -> None:
+    catalog = PoTranslations(LOCALE_DIR / "es.po")
+    found = engine_templates()
+    assert len(found) > 60  # the scan reaches the services, not only core/errors.py
+    assert "Nothing to pay: you may leave until {time}." in found
+    assert "This reservation is {state} and can no longer be cancelled." in found
+    assert [t for t in found if t not in catalog] == []
 
 
 def line_templates() -> list[str]:
@@ -191,3 +236,44 @@ def test_a_time_an_engine_message_carries_is_worded_in_the_kiosk_s_language() ->
     assert spanish[0].startswith("Este ticket ya se usó para salir a las 10:15 del 5 sept.")
     assert spanish[1] == "Llega pronto: la entrada con esta reserva se abre a las 10:15 del 5 sept."
     assert spanish[2] == "10:15 del 5 sept de 2026"
+
+
+def test_refusals_from_the_services_read_in_spanish_with_their_values(
+    site: Site, clock: FixedClock
+) -> None:
+    """Messages that were built in English before the kiosk saw them: a paid
+    ticket's "leave until", a cancelled reservation at check-in and cancelled
+    again."""
+    import pytest
+    from helpers import paid_reservation
+
+    from core import services as lk
+    from core.errors import NothingToPay, ReservationError
+    from kiosk.i18n import error_text, use_language
+
+    ticket = lk.enter(site, "small")
+    clock.advance(hours=2)
+    paying = lk.pay_ticket(site, ticket.code)
+    assert lk.wait_for_payment(site, paying.id, sleep=lambda _: None).succeeded
+    with pytest.raises(NothingToPay) as paid:
+        lk.pay_ticket(site, ticket.code)
+    booked = paid_reservation(site, start_in_hours=1)
+    lk.cancel_reservation(site, booked.id)
+    clock.advance(minutes=50)
+    with pytest.raises(ReservationError) as cancelled:
+        lk.check_in(site, booked.code)
+    with pytest.raises(ReservationError) as again:
+        lk.cancel_reservation(site, booked.id)
+    english = [str(paid.value), str(cancelled.value), str(again.value)]
+    try:
+        use_language("es")
+        spanish = [error_text(paid.value), error_text(cancelled.value), error_text(again.value)]
+    finally:
+        use_language("en")
+    assert english[0].startswith("Nothing to pay: you may leave until ")
+    assert english[1].startswith("This reservation was cancelled at ")
+    assert english[2] == "This reservation is cancelled and can no longer be cancelled."
+    assert spanish[0].startswith("Nada que pagar: puede salir hasta las ")
+    assert spanish[1].startswith("Esta reserva se canceló a las ")
+    assert spanish[2] == "Esta reserva figura como cancelada y ya no se puede cancelar."
+    assert " on " not in spanish[0] + spanish[1]  # the times are worded in Spanish
