@@ -23,9 +23,10 @@ from core import errors
 CORE_DIR = Path(core.__file__).parent
 ROOT = CORE_DIR.parent
 
-# Owned by another engineer, who is turning its messages into templates;
-# `test_the_files_not_yet_converted_still_build_messages` says when to drop it.
-NOT_YET_CONVERTED = {"core/devices/printer.py"}
+# Files whose messages are still being turned into templates (none now:
+# core/devices/printer.py was the last); the scan skips them, and
+# `test_the_files_not_yet_converted_still_build_messages` says when to drop one.
+NOT_YET_CONVERTED: set[str] = set()
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,9 @@ STAFF_ERRORS |= {"SchemaOutOfDate"}
 
 
 def meets_a_driver(path: str) -> bool:
-    if path in ("core/errors.py", "core/tariff.py", "core/ticket_codes.py"):
+    # The printer's faults too (its URL errors are ConfigError, staff's).
+    driver_files = ("core/errors.py", "core/tariff.py", "core/ticket_codes.py")
+    if path in (*driver_files, "core/devices/printer.py"):
         return True
     if path.startswith("core/payments/"):
         return True
@@ -71,8 +73,8 @@ def meets_a_driver(path: str) -> bool:
 def engine_templates() -> list[str]:
     """Every template of an error a driver can meet from the engine: those
     raised in `core/errors.py`, the driver's services, the tariff, the
-    ticket codes and the payment providers (found by the scan of
-    tests/test_engine_messages.py)."""
+    ticket codes, the payment providers and the printer (found by the scan
+    of tests/test_engine_messages.py)."""
     from test_engine_messages import engine_messages, templates
 
     return sorted(
@@ -91,6 +93,8 @@ def test_every_engine_message_a_driver_can_meet_has_a_spanish_translation() -> N
     assert len(found) > 60  # the scan reaches the services, not only core/errors.py
     assert "Nothing to pay: you may leave until {time}." in found
     assert "This reservation is {state} and can no longer be cancelled." in found
+    assert "The {noun} printer is out of paper." in found  # the printer's faults
+    assert not [t for t in found if t.startswith("Printer URL")]  # staff's, English
     assert [t for t in found if t not in catalog] == []
 
 

@@ -611,3 +611,95 @@ def test_a_slip_on_a_printer_out_of_paper_raises(tmp_path: Path) -> None:
             adapter.print_slip(SlipPrint("Garage", "SHIFT REPORT", (("Entries", "3"),)))
         adapter.close()
         assert fake.cuts == 0
+
+
+# -- messages in the kiosk's language ------------------------------------------
+
+
+def test_a_printer_fault_is_a_template_with_the_job_as_its_value(
+    printer: Printer, fake: FakePrinter
+) -> None:
+    fake.mode = "paper_out"
+
+    with pytest.raises(PrinterError) as refused:
+        printer.print_receipt(receipt())
+
+    assert str(refused.value) == "The receipt printer is out of paper."
+    assert refused.value.template == "The {noun} printer is out of paper."
+    assert refused.value.values == {"noun": "receipt"}
+
+
+def test_a_preview_that_cannot_be_saved_says_which_job(tmp_path: Path) -> None:
+    from core.devices.printer import SlipPrint
+
+    blocked = tmp_path / "a-file-not-a-folder"
+    blocked.write_text("")
+    printer = open_printer("preview", blocked)
+
+    with pytest.raises(PrinterError) as failed:
+        printer.print_slip(SlipPrint("Garage", "EXIT PASS", (("Ticket", "42"),)))
+
+    assert str(failed.value) == "The slip could not be saved."
+    assert failed.value.health.state is PrinterState.OFFLINE
+
+
+def test_printer_faults_read_in_spanish_with_the_job_worded(
+    fake: FakePrinter, tmp_path: Path
+) -> None:
+    from kiosk.i18n import error_text, use_language
+
+    printer = quick_printer(fake, tmp_path)
+    fake.mode = "paper_out"
+    with pytest.raises(PrinterError) as no_paper:
+        printer.print_ticket(ticket())
+    fake.mode = "silent"
+    with pytest.raises(PrinterError) as silent:
+        printer.print_receipt(receipt())
+    printer.close()
+    try:
+        use_language("es")
+        spanish = [error_text(no_paper.value), error_text(silent.value)]
+    finally:
+        use_language("en")
+
+    assert spanish == [
+        "La impresora se quedó sin papel: no se puede imprimir el ticket.",
+        "La impresora no funciona en este momento: no se puede imprimir el recibo.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "tcp://",
+            "Printer URL 'tcp://' names no host: use tcp://HOST[:PORT], e.g. tcp://10.0.0.5:9100.",
+        ),
+        (
+            "usb://04b8:0202?speed=9",
+            "Printer URL 'usb://04b8:0202?speed=9' has an unknown option 'speed': "
+            "it takes in_ep, out_ep.",
+        ),
+        (
+            "file:/dev/lp0?x=1",
+            "Printer URL 'file:/dev/lp0?x=1' has an unknown option 'x': it takes none.",
+        ),
+        (
+            "serial:/dev/ttyUSB0?baudrate=fast",
+            "Printer URL 'serial:/dev/ttyUSB0?baudrate=fast' has a bad baudrate: 'fast'.",
+        ),
+        (
+            "serial:",
+            "Printer URL 'serial:' names no device: it needs a serial device: serial:/dev/ttyUSB0.",
+        ),
+    ],
+)
+def test_a_bad_printer_url_is_named_in_a_template_with_its_values(
+    url: str, message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError) as rejected:
+        open_printer(url, tmp_path)
+
+    assert str(rejected.value) == message
+    assert rejected.value.values["url"] == repr(url)
+    assert repr(url) not in rejected.value.template

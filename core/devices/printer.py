@@ -153,13 +153,14 @@ class SlipPrint:
 
 
 class PrinterError(LotkeeperError):
-    """A job was not printed. The message is for the driver; `health` says
-    why, for the attendant."""
+    """A job was not printed. The message is for the driver, a template
+    with its values (`noun`: "ticket", "receipt" or "slip", words the
+    kiosk's catalog translates); `health` says why, for the attendant."""
 
     code = "printer_fault"
 
-    def __init__(self, message: str, health: PrinterHealth) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, health: PrinterHealth, **values: object) -> None:
+        super().__init__(message, **values)
         self.health = health
 
 
@@ -209,7 +210,9 @@ def open_printer(
     `ConfigError` for a URL that is not one of the forms."""
     spec = url.strip()
     if not timeout > 0:
-        raise ConfigError(f"The printer timeout must be more than 0 seconds, not {timeout}.")
+        raise ConfigError(
+            "The printer timeout must be more than 0 seconds, not {timeout}.", timeout=timeout
+        )
     if logo is None:
         from core.config import asset_path
 
@@ -233,9 +236,13 @@ def open_printer(
             return FilePrinter(spec, _parse_file(spec, rest), timeout=timeout, logo=logo)
         if scheme == "cups":
             if not re.fullmatch(r"[^\s/\\?'\"#]{1,127}", rest):
-                raise ConfigError(f"Printer URL {_shown(url)} names no CUPS queue: use cups:QUEUE.")
+                raise ConfigError(
+                    "Printer URL {url} names no CUPS queue: use cups:QUEUE.", url=_shown(url)
+                )
             return CupsPrinter(spec, rest, timeout=timeout, logo=logo)
-    raise ConfigError(f"Printer URL {_shown(url)} is not one Lotkeeper knows: use {_FORMS}.")
+    raise ConfigError(
+        "Printer URL {url} is not one Lotkeeper knows: use {forms}.", url=_shown(url), forms=_FORMS
+    )
 
 
 # -- URL parsing ---------------------------------------------------------------
@@ -256,16 +263,17 @@ def _parse_tcp(url: str) -> tuple[str, int]:
         port = DEFAULT_TCP_PORT
     if not parts.hostname:
         raise ConfigError(
-            f"Printer URL {_shown(url)} names no host: use tcp://HOST[:PORT], "
-            "e.g. tcp://10.0.0.5:9100."
+            "Printer URL {url} names no host: use tcp://HOST[:PORT], e.g. tcp://10.0.0.5:9100.",
+            url=_shown(url),
         )
     if not 0 < port < 65536:
         raise ConfigError(
-            f"Printer URL {_shown(url)} has a bad port: use a number from 1 to 65535."
+            "Printer URL {url} has a bad port: use a number from 1 to 65535.", url=_shown(url)
         )
     if parts.username or parts.password or parts.path not in ("", "/") or parts.query:
         raise ConfigError(
-            f"Printer URL {_shown(url)} holds more than a host and port: use tcp://HOST[:PORT]."
+            "Printer URL {url} holds more than a host and port: use tcp://HOST[:PORT].",
+            url=_shown(url),
         )
     return parts.hostname, port
 
@@ -274,8 +282,8 @@ def _parse_usb(url: str) -> tuple[int, int, dict[str, int]]:
     match = re.fullmatch(r"usb://([0-9a-fA-F]{1,4}):([0-9a-fA-F]{1,4})(?:\?(.*))?", url, re.I)
     if match is None:
         raise ConfigError(
-            f"Printer URL {_shown(url)} is not usb://VID:PID with the ids in hex, "
-            "e.g. usb://04b8:0202."
+            "Printer URL {url} is not usb://VID:PID with the ids in hex, e.g. usb://04b8:0202.",
+            url=_shown(url),
         )
     endpoints = _options(url, match[3] or "", {"in_ep": _endpoint, "out_ep": _endpoint})
     return int(match[1], 16), int(match[2], 16), endpoints
@@ -284,7 +292,9 @@ def _parse_usb(url: str) -> tuple[int, int, dict[str, int]]:
 def _path_and_query(url: str, rest: str, what: str) -> tuple[str, str]:
     path, _, query = rest.partition("?")
     if not path.strip():
-        raise ConfigError(f"Printer URL {_shown(url)} names no device: it needs {what}.")
+        raise ConfigError(
+            "Printer URL {url} names no device: it needs {what}.", url=_shown(url), what=what
+        )
     return path, query
 
 
@@ -293,7 +303,9 @@ def _parse_file(url: str, rest: str) -> str:
         # file:///dev/usb/lp0, the long form of file:/dev/usb/lp0.
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost"):
-            raise ConfigError(f"Printer URL {_shown(url)} is not a local file: use file:PATH.")
+            raise ConfigError(
+                "Printer URL {url} is not a local file: use file:PATH.", url=_shown(url)
+            )
         rest = parts.path
     path, query = _path_and_query(url, rest, "a device file: file:/dev/usb/lp0")
     _options(url, query, {})
@@ -304,12 +316,27 @@ def _options(url: str, query: str, allowed: dict[str, Callable[[str], int]]) -> 
     options: dict[str, int] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key not in allowed:
-            takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
-            raise ConfigError(f"Printer URL {_shown(url)} has an unknown option {key!r}: {takes}.")
+            if not allowed:
+                raise ConfigError(
+                    "Printer URL {url} has an unknown option {key}: it takes none.",
+                    url=_shown(url),
+                    key=repr(key),
+                )
+            raise ConfigError(
+                "Printer URL {url} has an unknown option {key}: it takes {options}.",
+                url=_shown(url),
+                key=repr(key),
+                options=", ".join(allowed),
+            )
         try:
             options[key] = allowed[key](value)
         except ValueError:
-            raise ConfigError(f"Printer URL {_shown(url)} has a bad {key}: {value!r}.") from None
+            raise ConfigError(
+                "Printer URL {url} has a bad {key}: {value}.",
+                url=_shown(url),
+                key=key,
+                value=repr(value),
+            ) from None
     return options
 
 
@@ -667,9 +694,11 @@ class _EscposPrinter:
         with self._lock:
             health = self._check()
             if health.state is PrinterState.PAPER_OUT:
-                raise PrinterError(f"The {noun} printer is out of paper.", health)
+                raise PrinterError("The {noun} printer is out of paper.", health, noun=noun)
             if not health.can_print:
-                raise PrinterError(f"The {noun} printer is not working right now.", health)
+                raise PrinterError(
+                    "The {noun} printer is not working right now.", health, noun=noun
+                )
             image = _logo_image(self.logo)
             try:
                 device = self._connect()
@@ -682,7 +711,9 @@ class _EscposPrinter:
                 failed = PrinterHealth(
                     PrinterState.OFFLINE, f"printing failed on {self.where}: {_reason(error)}"
                 )
-                raise PrinterError(f"The {noun} printer failed while printing.", failed) from error
+                raise PrinterError(
+                    "The {noun} printer failed while printing.", failed, noun=noun
+                ) from error
 
     def _connect(self) -> Any:
         if self._device is None:
@@ -908,7 +939,7 @@ class PreviewPrinter:
             health = PrinterHealth(
                 PrinterState.OFFLINE, f"cannot save in {self.directory}: {_reason(error)}"
             )
-            raise PrinterError(f"The {noun} could not be saved.", health) from error
+            raise PrinterError("The {noun} could not be saved.", health, noun=noun) from error
         return png
 
 
