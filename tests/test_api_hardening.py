@@ -406,14 +406,25 @@ def test_an_abandoned_key_is_taken_over_by_one_retry_only(site: Site, clock: Fix
     assert retry_at_once(site, 5) == ["conflict"] * 4 + ["runs"]
 
 
-def _take_over_by_reading(site: Site, scope: str, key: str, fingerprint: str) -> Any:
+def _take_over_by_reading(
+    site: Site, scope: str, key: str, fingerprint: str, all_read: Any = None
+) -> Any:
     """The planted bug: take an abandoned key over by reading it, then
-    writing it with no condition on what was read."""
+    writing it with no condition on what was read. With `all_read` (a
+    barrier) every retry has read before any writes, as happens when they
+    meet in the database; without it, threads on a busy machine may happen
+    to run one after another and hide the bug."""
+    import contextlib
+    import threading
+
     from core.services.api_access import ABANDONED_AFTER, IdempotencyConflict
     from core.storage.models import IdempotentRequest
 
     def work(session: Any) -> None:
         row = session.get(IdempotentRequest, (site.id, scope, key))
+        if all_read is not None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                all_read.wait(timeout=10)
         if row.status == 0 and row.created_at <= site.clock.now() - ABANDONED_AFTER:
             row.created_at = site.clock.now()
             return None
@@ -431,7 +442,11 @@ def test_the_race_test_catches_a_take_over_without_its_condition(
     # SQLite runs one writer at a time, so only MariaDB lets two retries in.
     assert api_access.begin_idempotent(site, "account 1", "k", "print") is None
     clock.advance(seconds=api_access.ABANDONED_AFTER.total_seconds())
-    monkeypatch.setattr(api_access, "begin_idempotent", _take_over_by_reading)
+    import functools
+    import threading
+
+    planted = functools.partial(_take_over_by_reading, all_read=threading.Barrier(5))
+    monkeypatch.setattr(api_access, "begin_idempotent", planted)
     assert retry_at_once(site, 5).count("runs") > 1
 
 
