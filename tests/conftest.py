@@ -25,6 +25,7 @@ from core.services import load_layout
 from core.site import Site, open_site
 
 MYSQL_URL_ENV = "LOTKEEPER_TEST_MYSQL_URL"
+GALERA_URLS_ENV = "LOTKEEPER_TEST_GALERA_URLS"
 SECRET = "test-secret-" + "x" * 40
 
 
@@ -34,9 +35,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     tests run one after another on one worker: each spawns processes with
     connection pools of their own, and several at once would be more than a
     stock MariaDB's 151 connections, and would race for the same two cores
-    they are meant to contend on."""
+    they are meant to contend on. The Galera tests join them: three nodes
+    on the same two cores are busy enough with one test at a time."""
     for item in items:
-        if item.get_closest_marker("slow") is not None:
+        if item.get_closest_marker("slow") is not None or item.get_closest_marker("galera"):
             item.add_marker(pytest.mark.xdist_group("slow"))
 
 
@@ -44,12 +46,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings must come from the test, not from the machine running it."""
     for name in list(os.environ):
-        if name.startswith("LOTKEEPER_") and name != MYSQL_URL_ENV:
+        if name.startswith("LOTKEEPER_") and name not in (MYSQL_URL_ENV, GALERA_URLS_ENV):
             monkeypatch.delenv(name)
 
 
 def mysql_server_url() -> str | None:
     return os.environ.get(MYSQL_URL_ENV) or None
+
+
+@pytest.fixture
+def galera_urls() -> list[str]:
+    """The URLs of the three-node Galera test cluster's nodes, node 1 first,
+    from LOTKEEPER_TEST_GALERA_URLS (comma-separated; `.ci/run` starts the
+    cluster with `.ci/galera` and sets it). Unset, the test is skipped on a
+    developer's machine and fails under CI (`CI` set), where it must run."""
+    urls = [url.strip() for url in os.environ.get(GALERA_URLS_ENV, "").split(",") if url.strip()]
+    if not urls:
+        message = f"{GALERA_URLS_ENV} is not set (.ci/run sets it; see docs/operations.md)"
+        if os.environ.get("CI", "").lower() not in ("", "0", "false", "no"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return urls
 
 
 def create_mysql_database() -> str:
