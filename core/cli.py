@@ -154,8 +154,10 @@ def cmd_db_upgrade(args: argparse.Namespace, out: TextIO) -> int:
     settings = _settings(args)
     db = Database(
         settings.database_url,
+        failover_urls=settings.database.failover_urls,
         busy_timeout_seconds=settings.database.busy_timeout_seconds,
         lock_wait_timeout_seconds=settings.database.lock_wait_timeout_seconds,
+        retry_down_after_seconds=settings.database.failover_retry_seconds,
     )
     try:
         before = db.run_connected(migrate.current_revision)

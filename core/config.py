@@ -78,6 +78,15 @@ class DatabaseSettings(_Section):
     lock_wait_timeout_seconds: int = Field(default=10, ge=1, le=3600)
     """MariaDB/MySQL: innodb_lock_wait_timeout for Lotkeeper's sessions."""
 
+    failover_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    """More nodes of the same database (a Galera cluster), tried in this
+    order after `url` when a node is unreachable or lost its cluster (1047).
+    The engine goes back to an earlier node as soon as it answers again. In
+    the environment: comma-separated, or JSON
+    (``LOTKEEPER_DATABASE__FAILOVER_URLS='["mysql+pymysql://…@db2/lk"]'``)."""
+    failover_retry_seconds: float = Field(default=5.0, gt=0, le=3600)
+    """How long a node that failed is skipped before it is tried again."""
+
     @field_validator("url")
     @classmethod
     def _known_backend(cls, value: str | None) -> str | None:
@@ -86,6 +95,40 @@ class DatabaseSettings(_Section):
         if not value.startswith(("sqlite://", "mysql+pymysql://", "mariadb+pymysql://")):
             raise ValueError("must be a sqlite:// or mysql+pymysql:// URL")
         return value
+
+    @field_validator("failover_urls", mode="before")
+    @classmethod
+    def _urls_from_text(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("failover_urls")
+    @classmethod
+    def _server_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            if not entry.startswith(("mysql+pymysql://", "mariadb+pymysql://")):
+                raise ValueError(f"{_hide_password(entry)!r} is not a mysql+pymysql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _failover_needs_a_server(self) -> DatabaseSettings:
+        if self.failover_urls and (self.url is None or self.url.startswith("sqlite")):
+            raise ValueError("failover_urls need url to be a mysql+pymysql:// URL too")
+        return self
+
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("@")[-1]
 
 
 class LotSettings(_Section):

@@ -28,7 +28,7 @@ from core.config import Settings, load_settings
 from core.errors import ConfigError
 from core.payments.provider import PaymentProvider
 from core.storage import migrate
-from core.storage.database import Database
+from core.storage.database import Database, NodeMove
 from core.storage.models import SigningKey, Spot
 from core.tariff import Tariff, load_tariff
 from core.ticket_codes import KeyRing
@@ -216,6 +216,34 @@ class Site:
         self.db.dispose()
 
 
+def record_node_move(site: Site, move: NodeMove) -> None:
+    """The event for the attendant when the engine moved to another database
+    node: an alert when it left a failed node, a recovery when it is back on
+    a preferred one."""
+    from core.domain import EventKind
+    from core.services.events import record_event
+
+    kind = EventKind.DEVICE_RECOVERED if move.back else EventKind.DEVICE_FAULT
+    message = f"database: moved from {move.from_node} to {move.to_node}: {move.reason}"
+    site.db.write(
+        lambda session: record_event(
+            session,
+            site.id,
+            site.clock.now(),
+            kind,
+            message[:255],
+            source="database",
+            data={
+                "alert": not move.back,
+                "component": "database",
+                "from": move.from_node,
+                "to": move.to_node,
+                "detail": move.reason,
+            },
+        )
+    )
+
+
 def ensure_signing_key(site: Site) -> None:
     """Give the site its first signing key (K1) if it has none."""
 
@@ -251,10 +279,13 @@ def open_site(
     secret = _master_secret(settings)
     db = Database(
         settings.database_url,
+        failover_urls=settings.database.failover_urls,
         busy_timeout_seconds=settings.database.busy_timeout_seconds,
         lock_wait_timeout_seconds=settings.database.lock_wait_timeout_seconds,
+        retry_down_after_seconds=settings.database.failover_retry_seconds,
     )
     site = Site(settings, db, clock or SystemClock(), rng or random.Random(), secret)
+    db.on_node_move = lambda move: record_node_move(site, move)
     try:
         site.tariff  # noqa: B018 - a bad tariff file fails at start, not at the first payment
         if settings.auto_migrate:

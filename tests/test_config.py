@@ -53,6 +53,30 @@ def test_database_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
+    "value",
+    [
+        "mysql+pymysql://lk@db2/lk, mysql+pymysql://lk@db3/lk",
+        '["mysql+pymysql://lk@db2/lk", "mysql+pymysql://lk@db3/lk"]',
+    ],
+)
+def test_failover_urls_from_environment_as_a_list_or_json(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("LOTKEEPER_DATABASE__URL", "mysql+pymysql://lk@db1/lk")
+    monkeypatch.setenv("LOTKEEPER_DATABASE__FAILOVER_URLS", value)
+    settings = load_settings()
+    assert settings.database.failover_urls == (
+        "mysql+pymysql://lk@db2/lk",
+        "mysql+pymysql://lk@db3/lk",
+    )
+    assert settings.database.failover_retry_seconds == 5.0
+
+
+def test_no_failover_urls_by_default() -> None:
+    assert load_settings().database.failover_urls == ()
+
+
+@pytest.mark.parametrize(
     ("text", "message"),
     [
         ("[lot]\nmax_stay = 3\n", "lot.max_stay: unknown key"),
@@ -66,6 +90,15 @@ def test_database_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             "database.url: must be a sqlite:// or mysql+pymysql:// URL",
         ),
         ('[tickets]\nsecret = "short"\n', "tickets.secret: must be at least 32 characters"),
+        (
+            '[database]\nurl = "mysql+pymysql://lk@db1/lk"\n'
+            'failover_urls = ["postgresql://lk:hunter2@db2/lk"]\n',
+            "database.failover_urls: 'postgresql://lk:***@db2/lk' is not a mysql+pymysql:// URL",
+        ),
+        (
+            '[database]\nfailover_urls = ["mysql+pymysql://lk@db2/lk"]\n',
+            "database: failover_urls need url to be a mysql+pymysql:// URL too",
+        ),
         ("[lot\n", "is not valid TOML"),
     ],
 )
