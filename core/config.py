@@ -77,6 +77,13 @@ class DatabaseSettings(_Section):
     """SQLite: how long a writer waits for another process's write lock."""
     lock_wait_timeout_seconds: int = Field(default=10, ge=1, le=3600)
     """MariaDB/MySQL: innodb_lock_wait_timeout for Lotkeeper's sessions."""
+    io_timeout_seconds: int = Field(default=30, ge=2, le=3600)
+    """MariaDB/MySQL: how long one statement may go unanswered before the
+    connection counts as lost (PyMySQL read/write timeout), so a server that
+    vanished without closing its connections (power cut, pulled cable) holds
+    a lane for this long, not for TCP's many minutes; the engine then moves
+    to the next node. It must outlast `lock_wait_timeout_seconds` (checked).
+    `lotkeeper db upgrade` has no such limit (a migration may run long)."""
 
     failover_urls: Annotated[tuple[str, ...], NoDecode] = ()
     """More nodes of the same database (a Galera cluster), tried in this
@@ -86,6 +93,15 @@ class DatabaseSettings(_Section):
     (``LOTKEEPER_DATABASE__FAILOVER_URLS='["mysql+pymysql://…@db2/lk"]'``)."""
     failover_retry_seconds: float = Field(default=5.0, gt=0, le=3600)
     """How long a node that failed is skipped before it is tried again."""
+
+    @model_validator(mode="after")
+    def _io_outlasts_lock_waits(self) -> DatabaseSettings:
+        if self.io_timeout_seconds <= self.lock_wait_timeout_seconds:
+            raise ValueError(
+                "io_timeout_seconds must be longer than lock_wait_timeout_seconds "
+                f"({self.io_timeout_seconds} <= {self.lock_wait_timeout_seconds})"
+            )
+        return self
 
     @field_validator("url")
     @classmethod

@@ -282,6 +282,7 @@ def open_site(
         failover_urls=settings.database.failover_urls,
         busy_timeout_seconds=settings.database.busy_timeout_seconds,
         lock_wait_timeout_seconds=settings.database.lock_wait_timeout_seconds,
+        io_timeout_seconds=settings.database.io_timeout_seconds,
         retry_down_after_seconds=settings.database.failover_retry_seconds,
     )
     site = Site(settings, db, clock or SystemClock(), rng or random.Random(), secret)

@@ -398,3 +398,37 @@ def test_a_move_report_that_fails_does_not_fail_the_unit_of_work(
     finally:
         db.dispose()
     assert f"could not report the move to {_where(db_url)}" in caplog.text
+
+
+@mysql_only
+def test_a_statement_left_unanswered_is_a_lost_node_not_a_lane_stuck_for_minutes(
+    db_url: str,
+) -> None:
+    """A server that vanished without closing its connections answers
+    nothing; the I/O timeout turns that into a lost connection (2013), the
+    caller is told the database cannot be used, and the node is marked down
+    so the next unit of work tries the next node. (SLEEP stands in for the
+    silent server: the statement is sent and no answer comes in time.)"""
+    moves: list[NodeMove] = []
+    db = Database(
+        db_url,
+        failover_urls=[db_url],
+        lock_wait_timeout_seconds=1,
+        io_timeout_seconds=1,
+        on_node_move=moves.append,
+    )
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            db.read(lambda session: session.execute(text("SELECT SLEEP(5)")).scalar())
+        # The next unit runs, on the next node.
+        assert db.read(lambda session: session.execute(text("SELECT 1")).scalar()) == 1
+        assert len(moves) == 1
+    finally:
+        db.dispose()
+
+
+def test_the_io_timeout_must_outlast_lock_waits() -> None:
+    from core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="io_timeout_seconds must be longer"):
+        load_settings(database={"lock_wait_timeout_seconds": 30, "io_timeout_seconds": 30})

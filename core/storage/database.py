@@ -177,7 +177,7 @@ def wait_for_cluster_reads(dbapi_connection: Any) -> bool:
         cursor.close()
 
 
-def _mysql_engine(url: str, lock_wait_timeout: int) -> Engine:
+def _mysql_engine(url: str, lock_wait_timeout: int, io_timeout: float | None = None) -> Engine:
     # Multi-statement queries let `core.storage.batch.send` put a chain of
     # hot-path writes in one round trip; every value in them is escaped by
     # the driver, never pasted in. (The dialect adds FOUND_ROWS to this.)
@@ -195,6 +195,9 @@ def _mysql_engine(url: str, lock_wait_timeout: int) -> Engine:
         connect_args={
             "init_command": f"SET SESSION innodb_lock_wait_timeout={int(lock_wait_timeout)}",
             "connect_timeout": 5,
+            # A statement unanswered this long is a lost connection (2013),
+            # so a vanished server moves the engine to the next node.
+            **({"read_timeout": io_timeout, "write_timeout": io_timeout} if io_timeout else {}),
         },
     )
 
@@ -239,6 +242,7 @@ class Database:
         failover_urls: Sequence[str] = (),
         busy_timeout_seconds: float = 10.0,
         lock_wait_timeout_seconds: int = 10,
+        io_timeout_seconds: float | None = None,
         max_attempts: int = 12,
         retry_down_after_seconds: float = RETRY_DOWN_AFTER_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
@@ -261,7 +265,7 @@ class Database:
         else:
             nodes = []
             for node_url in (url, *failover_urls):
-                engine = _mysql_engine(node_url, lock_wait_timeout_seconds)
+                engine = _mysql_engine(node_url, lock_wait_timeout_seconds, io_timeout_seconds)
                 reader = engine.execution_options(
                     lotkeeper_read_only=True, isolation_level="REPEATABLE READ"
                 )
