@@ -533,3 +533,17 @@ class AlertAck(Base):
     acknowledged_at: Mapped[datetime] = mapped_column(UTCDateTime())
     staff_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     staff_name: Mapped[str] = mapped_column(String(64))
+
+
+class MigrationLock(Base):
+    """The guard that lets one `lotkeeper db upgrade` run at a time, on any
+    node of a cluster. No `site_id`: the schema it guards is shared by every
+    site in the database (like Alembic's own `alembic_version`). Not made by
+    a migration: `core.storage.migrate` creates it (CREATE TABLE IF NOT
+    EXISTS) before it migrates, so it is there on an empty database too."""
+
+    __tablename__ = "migration_lock"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(191), nullable=True)
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
