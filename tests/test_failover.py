@@ -432,3 +432,34 @@ def test_the_io_timeout_must_outlast_lock_waits() -> None:
 
     with pytest.raises(ConfigError, match="io_timeout_seconds must be longer"):
         load_settings(database={"lock_wait_timeout_seconds": 30, "io_timeout_seconds": 30})
+
+
+@mysql_only
+def test_a_failed_rollback_after_a_lost_connection_is_a_lost_node_not_a_raw_error(
+    db_url: str,
+) -> None:
+    """When a node dies mid-statement (2013), the ROLLBACK that follows on
+    the dead connection fails with a bare InterfaceError(0, ''); that is the
+    error the unit of work sees (found by killing a Galera node under load).
+    It is told as the database being unavailable, and the node is left."""
+    from pymysql.err import InterfaceError as PyMySQLInterfaceError
+    from sqlalchemy.exc import InterfaceError
+
+    moves: list[NodeMove] = []
+    db = Database(db_url, failover_urls=[db_url], on_node_move=moves.append)
+
+    def cut_then_rollback_fails(session: Session) -> None:
+        try:
+            raise OperationalError(
+                "SELECT 1", None, PyMySQLOperationalError(2013, "Lost connection")
+            )
+        except OperationalError:
+            raise InterfaceError("ROLLBACK", None, PyMySQLInterfaceError(0, "")) from None
+
+    try:
+        with pytest.raises(DatabaseUnavailable, match="cannot be used right now"):
+            db.write(cut_then_rollback_fails)
+        assert db.read(lambda session: session.execute(text("SELECT 1")).scalar()) == 1
+        assert len(moves) == 1
+    finally:
+        db.dispose()

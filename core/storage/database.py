@@ -105,6 +105,21 @@ def node_failure(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and _mysql_code(exc) in MYSQL_NODE_FAILURE
 
 
+def failure_behind(exc: DBAPIError) -> DBAPIError:
+    """The node failure behind `exc`, or `exc`. A statement cut off (2013)
+    is often followed by a ROLLBACK on the dead connection, which fails with
+    a bare InterfaceError(0, ''): the error that reaches the unit of work is
+    that one, with the lost connection only in its context."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, DBAPIError) and node_failure(seen):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc
+
+
 def _unreachable(exc: DBAPIError, url: str) -> DatabaseUnavailable | None:
     code = _mysql_code(exc)
     where = _where(url)
@@ -313,7 +328,14 @@ class Database:
         busy_until = time.monotonic() + self.busy_timeout
         while True:
             attempt += 1
-            node, connection = self._connect(read_only)
+            try:
+                node, connection = self._connect(read_only)
+            except DBAPIError as exc:
+                # SQLite: a new connection's PRAGMAs meet another process's
+                # lock (first start of several processes): wait it out too.
+                if self._wait_to_retry(exc, attempt, busy_until):
+                    continue
+                raise
             try:
                 with (
                     connection,
@@ -328,12 +350,20 @@ class Database:
                     raise DatabaseUnavailable(
                         "The garage is very busy right now; please try again."
                     ) from exc
-                if node_failure(exc):
+                cause = failure_behind(exc)
+                if node_failure(cause):
                     # Never rerun: the COMMIT may have reached the node.
-                    self._mark_down(node, exc)
-                unavailable = _unreachable(exc, node.url)
+                    self._mark_down(node, cause)
+                unavailable = _unreachable(cause, node.url)
                 if unavailable is not None:
                     raise unavailable from exc
+                if exc.connection_invalidated:
+                    self._mark_down(node, exc)
+                    raise DatabaseUnavailable(
+                        "The connection to the database at {where} was lost; "
+                        "please try again.",
+                        where=_where(node.url),
+                    ) from exc
                 if _is_retryable(exc):
                     raise DatabaseUnavailable(
                         "The database is too busy right now; please try again."
@@ -436,7 +466,12 @@ class Database:
         "cannot reach the database" into `DatabaseUnavailable`."""
         busy_until = time.monotonic() + self.busy_timeout
         while True:
-            node, connection = self._connect(read_only=False)
+            try:
+                node, connection = self._connect(read_only=False)
+            except DBAPIError as exc:
+                if self._wait_to_retry(exc, self.max_attempts, busy_until):
+                    continue
+                raise
             connection.close()
             try:
                 return work(node.engine)
