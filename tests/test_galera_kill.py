@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 from conftest import SECRET, make_layout
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import InterfaceError
 from test_galera import caught_up, cluster_database  # noqa: F401  (a fixture)
 
 from core import services as lk
@@ -95,12 +94,6 @@ def galera_dir(galera_urls: list[str]) -> str:
     return GALERA_DIR
 
 
-@pytest.mark.xfail(
-    raises=InterfaceError,
-    reason="known bug in core/storage/database.py: a statement cut by the kill (2013) "
-    "leaves the session's ROLLBACK to raise pymysql InterfaceError(0, ''), which is "
-    "not seen as a node failure and escapes instead of DatabaseUnavailable",
-)
 def test_killing_the_sites_node_stalls_lanes_briefly_and_loses_nothing_acknowledged(
     galera_dir: str,
     cluster_database: list[str],  # noqa: F811  (the fixture imported above)
