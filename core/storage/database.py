@@ -360,8 +360,7 @@ class Database:
                 if exc.connection_invalidated:
                     self._mark_down(node, exc)
                     raise DatabaseUnavailable(
-                        "The connection to the database at {where} was lost; "
-                        "please try again.",
+                        "The connection to the database at {where} was lost; please try again.",
                         where=_where(node.url),
                     ) from exc
                 if _is_retryable(exc):
