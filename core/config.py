@@ -67,6 +67,16 @@ class SiteSettings(_Section):
         return value
 
 
+def _list_from_text(value: object) -> object:
+    """A list given in the environment: JSON, or comma-separated."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
 class DatabaseSettings(_Section):
     url: str | None = None
     """SQLAlchemy URL; unset means the embedded SQLite file in the data dir.
@@ -115,12 +125,7 @@ class DatabaseSettings(_Section):
     @field_validator("failover_urls", mode="before")
     @classmethod
     def _urls_from_text(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return _list_from_text(value)
 
     @field_validator("failover_urls")
     @classmethod
@@ -269,12 +274,7 @@ class ApiSettings(_Section):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _from_text(cls, value: object) -> object:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return _list_from_text(value)
 
     @field_validator("trusted_proxies")
     @classmethod
